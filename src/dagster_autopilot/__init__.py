@@ -1,0 +1,13 @@
+"""dagster_autopilot: Dagster components that keep every asset fresh by itself."""
+
+from dagster_autopilot.components import (
+    AutomationSensorComponent,
+    CustomDbtComponent,
+    SafeScheduledJobComponent,
+)
+
+__all__ = [
+    "AutomationSensorComponent",
+    "CustomDbtComponent",
+    "SafeScheduledJobComponent",
+]

@@ -1,0 +1,97 @@
+"""CustomDbtComponent: a dbt project whose every asset keeps itself fresh, as the YAML says."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dagster as dg
+from dagster_dbt import DbtProject, DbtProjectComponent
+
+from dagster_autopilot import dbt_nodes
+from dagster_autopilot.automation.conditions import MATERIALIZATION_TAG, condition_for
+from dagster_autopilot.automation.policy import (
+    AutomationPolicy,
+    MaterializationPolicies,
+    PolicyRule,
+    resolve_policy,
+)
+from dagster_autopilot.code_versions import LogicCodeVersions
+
+
+@dataclass
+class CustomDbtComponent(DbtProjectComponent):
+    """A dbt project whose assets refresh themselves, each by the policy of its materialization.
+
+    Every asset is tagged `dagster/materialization=<seed|view|table|incremental|...>`. By default
+    seeds and views are rebuilt as soon as they are stale (missing, code changed, upstream updated),
+    and tables and incremental models at the first tick after 06:00 UTC when stale. Override per
+    materialization with `policies`, per dbt tag or fqn with `rules`, and per model with
+    `meta: {dagster: {automation: {...}}}` in dbt.
+    """
+
+    policies: MaterializationPolicies = field(default_factory=MaterializationPolicies)
+    """The policy for each dbt materialization, e.g. `table: {cron: "0 */4 * * *"}` or `view: none`."""
+
+    rules: list[PolicyRule] = field(default_factory=list)
+    """Overrides by dbt tag or fqn glob, applied in order after `policies`, before dbt `meta`."""
+
+    code_versions: Literal["logic", "literal"] = "logic"
+    """`logic`: comments and whitespace change nothing and macro edits reach their users.
+    `literal`: dagster-dbt's hash of the raw SQL text."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = self.get_resource_props(manifest, unique_id)
+        if node.get("resource_type") not in ("model", "seed", "snapshot"):
+            return spec
+        policy = self._policy_for(node)
+        return spec.replace_attributes(
+            tags={**spec.tags, MATERIALIZATION_TAG: dbt_nodes.materialization(node)},
+            automation_condition=condition_for(policy, self._views_between(manifest, node)),
+            code_version=self._code_version_for(manifest, node, spec.code_version),
+        ).merge_attributes(metadata={"autopilot/policy": policy.describe()})
+
+    def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:
+        args = super().get_cli_args(context)
+        if any(str(arg).startswith("--indirect-selection") for arg in args):
+            return args
+        # Automation builds subsets. dbt's default (eager) would also run a relationships test whose
+        # other parent is not in the subset, and fail on a table that does not exist yet.
+        return [*args, "--indirect-selection", "cautious"]
+
+    def _policy_for(self, node: Mapping[str, Any]) -> AutomationPolicy:
+        return resolve_policy(
+            materialized=dbt_nodes.materialization(node),
+            tags=node.get("tags", []),
+            fqn=node.get("fqn", []),
+            meta_policy=dbt_nodes.meta_policy(node),
+            defaults=self.policies,
+            rules=self.rules,
+        )
+
+    def _code_version_for(
+        self, manifest: Mapping[str, Any], node: Mapping[str, Any], literal: str | None
+    ) -> str | None:
+        if self.code_versions == "literal":
+            return literal
+        return self._facts(manifest).code_versions.version(node)
+
+    def _views_between(self, manifest: Mapping[str, Any], node: Mapping[str, Any]) -> int:
+        return dbt_nodes.views_between(node, self._facts(manifest).view_chains)
+
+    def _facts(self, manifest: Mapping[str, Any]) -> "_ManifestFacts":
+        # Computed once per parsed manifest and shared by all of its nodes.
+        cached: _ManifestFacts | None = getattr(self, "_manifest_facts", None)
+        if cached is None or cached.manifest is not manifest:
+            cached = _ManifestFacts(manifest)
+            object.__setattr__(self, "_manifest_facts", cached)
+        return cached
+
+
+class _ManifestFacts:
+    def __init__(self, manifest: Mapping[str, Any]):
+        self.manifest = manifest
+        self.view_chains = dbt_nodes.view_chain_lengths(manifest)
+        self.code_versions = LogicCodeVersions(manifest)

@@ -1,0 +1,92 @@
+"""SafeScheduledJobComponent: an asset job on a cron schedule that never overlaps itself."""
+
+import zoneinfo
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
+from pydantic import BaseModel, field_validator
+
+from dagster_autopilot.run_guard import find_blocking_run
+
+
+class _ScheduleFields(BaseModel):
+    cron_schedule: str
+    timezone: str = "UTC"
+
+    @field_validator("cron_schedule")
+    @classmethod
+    def _cron_is_valid(cls, cron: str) -> str:
+        if not is_valid_cron_string(cron):
+            raise ValueError(f"'{cron}' is not a valid cron schedule (expected e.g. '0 * * * *')")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_is_known(cls, timezone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{timezone}' is not a known IANA timezone") from None
+        return timezone
+
+
+@dataclass
+class SafeScheduledJobComponent(dg.Component, dg.Resolvable):
+    """An asset job and its schedule `<job_name>_schedule`, which skips a tick instead of overlapping.
+
+    A tick is skipped, with the blocking run's id in the skip reason, while a run of this job is
+    queued or running, or while any other run is building an asset of this job's selection (for
+    example an automation-launched run of the same table). Otherwise it requests a run.
+    """
+
+    job_name: str
+    """Name of the asset job; the schedule is named `<job_name>_schedule`."""
+
+    cron_schedule: str
+    """When the job runs, e.g. `0 * * * *` for hourly."""
+
+    asset_selection: str
+    """Dagster selection string, e.g. `tag:dagster/materialization=table`."""
+
+    skip_reason_prefix: str = "Skipping scheduled run"
+    """Text the skip reason starts with, so a skipped tick is easy to recognise in the UI."""
+
+    timezone: str = "UTC"
+    """IANA timezone the cron schedule is read in."""
+
+    def __post_init__(self) -> None:
+        _ScheduleFields(cron_schedule=self.cron_schedule, timezone=self.timezone)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        job = dg.define_asset_job(
+            name=self.job_name,
+            selection=dg.AssetSelection.from_string(self.asset_selection),
+        )
+
+        def evaluate_tick(
+            context: dg.ScheduleEvaluationContext,
+        ) -> dg.RunRequest | dg.SkipReason:
+            repository = context.repository_def
+
+            def keys_of_job(name: str) -> set[dg.AssetKey]:
+                if not repository.has_job(name):
+                    return set()  # a job of another code location
+                return set(repository.get_job(name).asset_layer.selected_asset_keys)
+
+            blocking = find_blocking_run(
+                context.instance, self.job_name, keys_of_job(self.job_name), keys_of_job
+            )
+            if blocking is not None:
+                _, why = blocking
+                return dg.SkipReason(f"{self.skip_reason_prefix}: {why}")
+            return dg.RunRequest()
+
+        schedule = dg.ScheduleDefinition(
+            name=f"{self.job_name}_schedule",
+            job=job,
+            cron_schedule=self.cron_schedule,
+            execution_timezone=self.timezone,
+            execution_fn=evaluate_tick,
+        )
+        return dg.Definitions(jobs=[job], schedules=[schedule])

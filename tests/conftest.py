@@ -1,0 +1,37 @@
+import datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from harness import Ticker, copy_project, load_defs
+
+# A Monday, one hour after midnight UTC: the tables' 06:00 cron tick is five hours away.
+MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # Every test gets its own DuckDB file; dbt reads the path from the environment.
+    path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("AUTOPILOT_DUCKDB_PATH", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project shared by the tests that do not edit it."""
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def project_defs(project_root: Path) -> dg.Definitions:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOPILOT_DUCKDB_PATH", str(project_root / "parse-only.duckdb"))
+        return load_defs(project_root)
+
+
+@pytest.fixture
+def ticker(project_defs: dg.Definitions) -> Ticker:
+    """Ticks against the real definitions on a fresh instance, starting Monday 01:00 UTC."""
+    with dg.instance_for_test() as instance:
+        yield Ticker(project_defs, instance, MONDAY_1AM)

@@ -1,0 +1,152 @@
+"""Loads the project's real definitions the way `dg` does, and drives them tick by tick.
+
+Tests that edit SQL work on a copy of the project, so the repository is never touched.
+"""
+
+
+import datetime
+import importlib.util
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster.components.core.component_tree import ComponentTree
+from dagster_dbt.dbt_manifest import read_manifest_path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt")
+_IGNORED = shutil.ignore_patterns(
+    "target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*"
+)
+_module_ids = itertools.count()
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the project's YAML and dbt project, without build output or state."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=_IGNORED)
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+@contextmanager
+def _dev_cli_environment():
+    # `dg` commands set this, which makes dbt components re-parse their project on every load.
+    previous = os.environ.get("DAGSTER_IS_DEV_CLI")
+    os.environ["DAGSTER_IS_DEV_CLI"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_IS_DEV_CLI")
+        else:
+            os.environ["DAGSTER_IS_DEV_CLI"] = previous
+
+
+def load_defs(project_root: Path) -> dg.Definitions:
+    """The project's definitions, loaded through the same component tree `dg` builds."""
+    # dagster-dbt caches manifests by path for the life of the process; a reload must see edits.
+    read_manifest_path.cache_clear()
+    name = f"autopilot_test_defs_{next(_module_ids)}"
+    spec = importlib.util.spec_from_loader(name, loader=None, is_package=True)
+    module = importlib.util.module_from_spec(spec)
+    module.__path__ = [str(project_root / "defs")]
+    sys.modules[name] = module
+    with _dev_cli_environment():
+        return ComponentTree.from_module(defs_module=module, project_root=project_root).build_defs()
+
+
+@dataclass
+class Ticker:
+    """Evaluates automation ticks, carrying the cursor, at a clock the test controls."""
+
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    now: datetime.datetime
+    cursor: object | None = None
+    history: list[set[str]] = field(default_factory=list)
+
+    def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
+        """One tick, `advance` after the previous one; returns the requested asset keys."""
+        self.now += advance
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs,
+            instance=self.instance,
+            cursor=self.cursor,
+            evaluation_time=self.now,
+        )
+        self.cursor = result.cursor
+        requested = {
+            r.key.to_user_string()
+            for r in result.results
+            if isinstance(r.key, dg.AssetKey) and not r.true_subset.is_empty
+        }
+        self.history.append(requested)
+        return requested
+
+    def reload(self, project_root: Path) -> None:
+        """What `dg dev` does after a file is saved: load the definitions again."""
+        self.defs = load_defs(project_root)
+
+    def simulate_run(self, keys: Iterable[str], fail: bool = False) -> dg.ExecuteInProcessResult:
+        """A real run in the instance that builds `keys`, as the automation would launch it.
+
+        The compute is a stand-in with the real keys, dependencies and code versions, so ticks can
+        be tested in seconds; `test_end_to_end` builds everything with dbt for real.
+        """
+        stand_in = _stand_in_assets(self.defs)
+        return dg.materialize(
+            [stand_in],
+            selection=[dg.AssetKey.from_user_string(key) for key in keys],
+            instance=self.instance,
+            raise_on_error=False,
+            tags={"autopilot/test_fail": "true"} if fail else None,
+        )
+
+    def start_run(self, keys: Iterable[str]) -> dg.DagsterRun:
+        """A run of `keys` that has started and not finished, as seen while dbt is busy."""
+        selection = {dg.AssetKey.from_user_string(key) for key in keys}
+        job = _stand_in_job(self.defs)
+        return self.instance.create_run_for_job(
+            job_def=job.get_subset(asset_selection=selection),
+            asset_selection=frozenset(selection),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+
+    def cancel_run(self, run: dg.DagsterRun) -> None:
+        """Ends a started run without materializing anything, as a cancel from the UI would."""
+        self.instance.report_run_canceled(run)
+
+
+def _stand_in_assets(defs: dg.Definitions) -> dg.AssetsDefinition:
+    specs = [
+        spec.replace_attributes(automation_condition=None)
+        for assets in defs.assets
+        if isinstance(assets, dg.AssetsDefinition)
+        for spec in assets.specs
+    ]
+
+    @dg.multi_asset(specs=specs, can_subset=True, name="stand_in_for_real_compute")
+    def stand_in(context: dg.AssetExecutionContext):
+        if context.run.tags.get("autopilot/test_fail") == "true":
+            raise RuntimeError("simulated failure")
+        for key in sorted(context.selected_asset_keys):
+            yield dg.MaterializeResult(asset_key=key)
+
+    return stand_in
+
+
+def _stand_in_job(defs: dg.Definitions) -> dg.JobDefinition:
+    return dg.Definitions(
+        assets=[_stand_in_assets(defs)], jobs=[dg.define_asset_job("stand_in_job")]
+    ).resolve_job_def("stand_in_job")
