@@ -20,7 +20,7 @@ from dagster.components.core.component_tree import ComponentTree
 from dagster_dbt.dbt_manifest import read_manifest_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt")
+PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src")
 _IGNORED = shutil.ignore_patterns(
     "target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*"
 )
@@ -28,12 +28,12 @@ _module_ids = itertools.count()
 
 
 def copy_project(destination: Path) -> Path:
-    """A copy of the project's YAML and dbt project, without build output or state."""
+    """A copy of the project (YAML, dbt project, package source), without build output or state."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=_IGNORED)
+            shutil.copytree(source, destination / name, ignore=_IGNORED, symlinks=True)
         else:
             shutil.copy2(source, destination / name)
     return destination

@@ -27,9 +27,7 @@ def meta_policy(node: Mapping[str, Any]) -> AutomationPolicy | None:
     raw = (meta.get("dagster") or {}).get("automation")
     if raw is None:
         return None
-    where = (
-        f"{node.get('original_file_path', node.get('unique_id'))} (dbt node '{node.get('name')}')"
-    )
+    where = f"{node.get('original_file_path', node.get('unique_id'))} (dbt node '{node.get('name')}')"
     try:
         return as_policy(raw)
     except ValidationError as error:

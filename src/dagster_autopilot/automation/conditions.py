@@ -61,9 +61,9 @@ def stale(view_depth: int) -> dg.AutomationCondition:
     This is seed 001's deterministic staleness: input changed or code changed, never time alone.
     """
     upstream_changed = upstream_updated(view_depth).since(AC.newly_updated())
-    return (
-        AC.missing() | CODE_CHANGED | upstream_changed.with_label("upstream_changed")
-    ).with_label("stale")
+    return (AC.missing() | CODE_CHANGED | upstream_changed.with_label("upstream_changed")).with_label(
+        "stale"
+    )
 
 
 def on_change(view_depth: int) -> dg.AutomationCondition:

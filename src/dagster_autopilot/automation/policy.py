@@ -27,7 +27,7 @@ DBT_MATERIALIZATIONS = (
 OPT_OUT = "none"
 
 
-class AutomationPolicy(dg.Resolvable, dg.Model):
+class AutomationPolicy(dg.Model):
     """How one asset stays fresh.
 
     Without `cron`, the asset is rebuilt as soon as it is stale: missing, its code changed, or
@@ -97,7 +97,7 @@ def as_policy(value: PolicyInput | Mapping[str, Any]) -> "AutomationPolicy":
     return AutomationPolicy.model_validate(value)
 
 
-class MaterializationPolicies(dg.Resolvable, dg.Model):
+class MaterializationPolicies(dg.Model):
     """The default policy for each dbt materialization. Unlisted ones keep these defaults."""
 
     seed: PolicyInput = AutomationPolicy()
@@ -119,7 +119,7 @@ class MaterializationPolicies(dg.Resolvable, dg.Model):
         return as_policy(value if value is not None else self.table)
 
 
-class PolicyRule(dg.Resolvable, dg.Model):
+class PolicyRule(dg.Model):
     """Overrides the policy of the dbt nodes it matches. Give `tag`, `fqn`, or both."""
 
     tag: str | None = None

@@ -2,9 +2,10 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dagster as dg
+from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtProject, DbtProjectComponent
 
 from dagster_autopilot import dbt_nodes
@@ -29,10 +30,14 @@ class CustomDbtComponent(DbtProjectComponent):
     `meta: {dagster: {automation: {...}}}` in dbt.
     """
 
-    policies: MaterializationPolicies = field(default_factory=MaterializationPolicies)
+    # Passed through as validated pydantic models, so their validators (cron, timezone, unknown
+    # keys) run while `dg check defs` reads the YAML and report the field's path.
+    policies: Annotated[MaterializationPolicies, Resolver.passthrough()] = field(
+        default_factory=MaterializationPolicies
+    )
     """The policy for each dbt materialization, e.g. `table: {cron: "0 */4 * * *"}` or `view: none`."""
 
-    rules: list[PolicyRule] = field(default_factory=list)
+    rules: Annotated[list[PolicyRule], Resolver.passthrough()] = field(default_factory=list)
     """Overrides by dbt tag or fqn glob, applied in order after `policies`, before dbt `meta`."""
 
     code_versions: Literal["logic", "literal"] = "logic"
