@@ -6,7 +6,7 @@ import pytest
 from harness import Ticker, copy_project, load_defs
 
 # A Monday, one hour after midnight UTC: the tables' 06:00 cron tick is five hours away.
-MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.timezone.utc)
+MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(autouse=True)

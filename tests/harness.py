@@ -3,7 +3,6 @@
 Tests that edit SQL work on a copy of the project, so the repository is never touched.
 """
 
-
 import datetime
 import importlib.util
 import itertools
@@ -21,9 +20,7 @@ from dagster_dbt.dbt_manifest import read_manifest_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src")
-_IGNORED = shutil.ignore_patterns(
-    "target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*"
-)
+_IGNORED = shutil.ignore_patterns("target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*")
 _module_ids = itertools.count()
 
 

@@ -50,7 +50,11 @@ def test_edits_request_exactly_the_models_whose_logic_changed(editable):
 
 def test_a_code_change_survives_a_failed_run(editable):
     root, ticker = editable
-    edit(root / "analytics_dbt" / "models" / "staging" / "stg_orders.sql", "order_date,", "order_date, 2 as v,")
+    edit(
+        root / "analytics_dbt" / "models" / "staging" / "stg_orders.sql",
+        "order_date,",
+        "order_date, 2 as v,",
+    )
     ticker.reload(root)
     assert ticker.tick() == {"stg_orders"}
     assert not ticker.simulate_run({"stg_orders"}, fail=True).success
@@ -81,6 +85,10 @@ def test_literal_code_versions_count_comments(editable):
     ticker.tick()  # the switch itself changes every version once
     ticker.simulate_run(SEEDS | VIEWS)
     assert ticker.tick() == set()
-    edit(root / "analytics_dbt" / "models" / "staging" / "stg_orders.sql", "select * from final", "-- hi\nselect * from final")
+    edit(
+        root / "analytics_dbt" / "models" / "staging" / "stg_orders.sql",
+        "select * from final",
+        "-- hi\nselect * from final",
+    )
     ticker.reload(root)
     assert ticker.tick() == {"stg_orders"}

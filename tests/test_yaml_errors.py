@@ -44,7 +44,12 @@ def broken_copy(tmp_path_factory):
         ('cron: "0 6 * * *"', 'cron: "0 25 * * *"', "cron", "not a valid cron"),
         ("    table:\n", "    tabel:\n", "attributes.policies", "tabel"),
         ("  policies:", "  polices: {}\n  policies:", "polices", "not allowed"),
-        ('cron_schedule: "0 * * * *"', 'cron_schedule: "every hour"', "cron_schedule", "not a valid cron"),
+        (
+            'cron_schedule: "0 * * * *"',
+            'cron_schedule: "every hour"',
+            "cron_schedule",
+            "not a valid cron",
+        ),
     ],
     ids=["bad-cron", "unknown-materialization", "unknown-key", "bad-schedule-cron"],
 )
@@ -61,7 +66,7 @@ def test_bad_meta_names_the_model_file_and_field(broken_copy):
     root = broken_copy(
         "  - name: stg_orders\n",
         "  - name: stg_orders\n    config:\n      meta:\n        dagster:\n          automation:\n"
-        "            cron: \"61 * * * *\"\n",
+        '            cron: "61 * * * *"\n',
         Path("analytics_dbt") / "models" / "staging" / "schema.yml",
     )
     result = dg_check_defs(root)

@@ -36,12 +36,17 @@ _INTERNAL_MACRO_PACKAGES = re.compile(r"^dbt(_[a-z0-9]+)?$")
 
 
 def normalize_sql(sql: str) -> str:
-    """SQL (or Jinja) with comments removed and every run of whitespace folded to one space."""
+    """SQL (or Jinja) without comments, with runs of whitespace outside string literals folded."""
+    literals: list[str] = []
 
-    def keep_literals(match: re.Match[str]) -> str:
-        return match.group("literal") or " "
+    def set_aside(match: re.Match[str]) -> str:
+        if match.group("literal") is None:
+            return " "
+        literals.append(match.group("literal"))
+        return f"\0{len(literals) - 1}\0"
 
-    return _WHITESPACE.sub(" ", _TOKENS.sub(keep_literals, sql)).strip()
+    folded = _WHITESPACE.sub(" ", _TOKENS.sub(set_aside, sql)).strip()
+    return re.sub(r"\0(\d+)\0", lambda m: literals[int(m.group(1))], folded)
 
 
 class LogicCodeVersions:

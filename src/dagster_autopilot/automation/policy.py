@@ -63,12 +63,6 @@ class AutomationPolicy(dg.Model):
             raise ValueError(f"'{timezone}' is not a known IANA timezone") from None
         return timezone
 
-    @model_validator(mode="after")
-    def _rebuild_needs_cron(self) -> "AutomationPolicy":
-        if self.rebuild == "always" and self.cron is None:
-            raise ValueError("`rebuild: always` needs a `cron` schedule to rebuild on")
-        return self
-
     @property
     def is_cron(self) -> bool:
         return self.cron is not None
@@ -164,4 +158,9 @@ def resolve_policy(
             policy = merge(policy, as_policy(rule.policy))
     if meta_policy is not None:
         policy = merge(policy, as_policy(meta_policy))
+    if policy.enabled and policy.rebuild == "always" and policy.cron is None:
+        # Checked on the merged policy: a rule may set `rebuild` and the defaults the `cron`.
+        raise ValueError(
+            f"node {'.'.join(fqn)}: `rebuild: always` needs a `cron` schedule to rebuild on"
+        )
     return policy

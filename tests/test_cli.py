@@ -1,0 +1,47 @@
+"""The `dg` command line works in this environment: commands listed, components registered."""
+
+import os
+import subprocess
+from pathlib import Path
+
+from harness import REPO_ROOT, copy_project
+
+DG = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "dg"
+
+
+def _dg(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [str(DG), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_dg_help_lists_its_commands():
+    result = _dg("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("check", "dev", "list", "scaffold"):
+        assert f" {command} " in result.stdout, result.stdout
+
+
+def test_components_are_registered_with_their_docstrings():
+    result = _dg("list", "components")
+    assert result.returncode == 0, result.stderr
+    assert "dagster_autopilot.CustomDbtComponent" in result.stdout
+    assert "dagster_autopilot.SafeScheduledJobComponent" in result.stdout
+    assert "refresh themselves" in result.stdout
+
+
+def test_scaffolded_dbt_component_loads(tmp_path):
+    root = copy_project(tmp_path / "project")
+    result = _dg(
+        "scaffold",
+        "defs",
+        "dagster_autopilot.CustomDbtComponent",
+        "more_analytics",
+        "--project-path",
+        "analytics_dbt",
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    scaffolded = root / "defs" / "more_analytics" / "defs.yaml"
+    assert "dagster_autopilot.CustomDbtComponent" in scaffolded.read_text()
