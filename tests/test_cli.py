@@ -1,6 +1,7 @@
 """The `dg` command line works in this environment: commands listed, components registered."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,8 +10,8 @@ from harness import REPO_ROOT, copy_project
 DG = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "dg"
 
 
-def _dg(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+def _dg(*args: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [str(DG), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
@@ -32,7 +33,10 @@ def test_components_are_registered_with_their_docstrings():
 
 
 def test_scaffolded_dbt_component_loads(tmp_path):
+    # A project that does not declare the dbt project yet: scaffold it, then `dg check defs`.
     root = copy_project(tmp_path / "project")
+    shutil.rmtree(root / "defs" / "analytics")
+    env = {"PYTHONPATH": str(root / "src"), "AUTOPILOT_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
     result = _dg(
         "scaffold",
         "defs",
@@ -41,7 +45,10 @@ def test_scaffolded_dbt_component_loads(tmp_path):
         "--project-path",
         "analytics_dbt",
         cwd=root,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     scaffolded = root / "defs" / "more_analytics" / "defs.yaml"
-    assert "dagster_autopilot.CustomDbtComponent" in scaffolded.read_text()
+    assert "type: dagster_autopilot.CustomDbtComponent" in scaffolded.read_text()
+    checked = _dg("check", "defs", cwd=root, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

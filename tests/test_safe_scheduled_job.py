@@ -3,9 +3,29 @@
 import dagster as dg
 import pytest
 from conftest import MONDAY_1AM
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from harness import Ticker
 
 SCHEDULE = "hourly_dbt_tables_job_schedule"
+JOB = "hourly_dbt_tables_job"
+
+
+def _origin_of(job_name: str) -> RemoteJobOrigin:
+    # Run storage only accepts a queued run that says where it came from, as a launched run does.
+    location = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(module_name="dagster_autopilot.definitions")
+    )
+    return RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=location, repository_name="__repository__"
+        ),
+        job_name=job_name,
+    )
 
 
 @pytest.fixture
@@ -46,7 +66,9 @@ def test_requests_a_run_when_nothing_is_running(evaluate):
     ],
 )
 def test_skips_while_the_same_job_is_in_progress(evaluate, ticker, status):
-    run = ticker.instance.add_run(dg.DagsterRun(job_name="hourly_dbt_tables_job", status=status))
+    run = ticker.instance.add_run(
+        dg.DagsterRun(job_name=JOB, status=status, remote_job_origin=_origin_of(JOB))
+    )
     data = evaluate()
     assert data.run_requests == []
     assert data.skip_message.startswith("Hourly dbt tables schedule: ")
@@ -54,9 +76,7 @@ def test_skips_while_the_same_job_is_in_progress(evaluate, ticker, status):
 
 
 def test_a_finished_run_of_the_job_does_not_block(evaluate, ticker):
-    ticker.instance.add_run(
-        dg.DagsterRun(job_name="hourly_dbt_tables_job", status=dg.DagsterRunStatus.FAILURE)
-    )
+    ticker.instance.add_run(dg.DagsterRun(job_name=JOB, status=dg.DagsterRunStatus.FAILURE))
     assert len(evaluate().run_requests) == 1
 
 
