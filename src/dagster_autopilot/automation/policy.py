@@ -6,13 +6,13 @@ the default for the asset's kind -> each matching rule, in order -> the asset's 
 """
 
 import fnmatch
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 from pydantic import field_validator, model_validator
+
+from dagster_autopilot.schedules import valid_cron, valid_timezone
 
 # The dbt materializations a policy can be declared for. Anything else in the YAML is a typo.
 DBT_MATERIALIZATIONS = (
@@ -50,18 +50,12 @@ class AutomationPolicy(dg.Model):
     @field_validator("cron")
     @classmethod
     def _cron_is_valid(cls, cron: str | None) -> str | None:
-        if cron is not None and not is_valid_cron_string(cron):
-            raise ValueError(f"'{cron}' is not a valid cron schedule (expected e.g. '0 6 * * *')")
-        return cron
+        return cron if cron is None else valid_cron(cron)
 
     @field_validator("timezone")
     @classmethod
     def _timezone_is_known(cls, timezone: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{timezone}' is not a known IANA timezone") from None
-        return timezone
+        return valid_timezone(timezone)
 
     @property
     def is_cron(self) -> bool:

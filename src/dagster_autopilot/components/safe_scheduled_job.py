@@ -1,34 +1,11 @@
 """SafeScheduledJobComponent: an asset job on a cron schedule that never overlaps itself."""
 
-import zoneinfo
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
-from pydantic import BaseModel, field_validator
 
 from dagster_autopilot.run_guard import find_blocking_run
-
-
-class _ScheduleFields(BaseModel):
-    cron_schedule: str
-    timezone: str = "UTC"
-
-    @field_validator("cron_schedule")
-    @classmethod
-    def _cron_is_valid(cls, cron: str) -> str:
-        if not is_valid_cron_string(cron):
-            raise ValueError(f"'{cron}' is not a valid cron schedule (expected e.g. '0 * * * *')")
-        return cron
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone_is_known(cls, timezone: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{timezone}' is not a known IANA timezone") from None
-        return timezone
+from dagster_autopilot.schedules import valid_cron, valid_timezone
 
 
 @dataclass
@@ -56,7 +33,11 @@ class SafeScheduledJobComponent(dg.Component, dg.Resolvable):
     """IANA timezone the cron schedule is read in."""
 
     def __post_init__(self) -> None:
-        _ScheduleFields(cron_schedule=self.cron_schedule, timezone=self.timezone)
+        for field_name, check in (("cron_schedule", valid_cron), ("timezone", valid_timezone)):
+            try:
+                check(getattr(self, field_name))
+            except ValueError as error:
+                raise ValueError(f"{field_name}: {error}") from None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         job = dg.define_asset_job(
