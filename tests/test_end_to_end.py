@@ -21,7 +21,7 @@ def test_all_assets_materialize_and_checks_pass(project_defs: dg.Definitions, _w
         "daily_revenue",
     }
     checks = result.get_asset_check_evaluations()
-    declared = {key for assets in assets for key in assets.check_keys}
+    declared = {key for definition in assets for key in definition.check_keys}
     assert len(declared) > 20, "the dbt tests surface as asset checks"
     assert {c.asset_check_key for c in checks} == declared
     assert [c.check_name for c in checks if not c.passed] == []
