@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster.components.core.component_tree import ComponentTree
+from dagster.components.utils import project_paths
 from dagster_dbt.dbt_manifest import read_manifest_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +38,18 @@ def copy_project(destination: Path) -> Path:
 
 
 @contextmanager
-def _dev_cli_environment():
-    # `dg` commands set this, which makes dbt components re-parse their project on every load.
+def _as_dg_loads(project_root: Path):
+    # `dg` commands set DAGSTER_IS_DEV_CLI, which makes dbt components refresh their state. `dg`
+    # keeps that state under the defs folder of the package it imports; for a copy that is the
+    # copy's own `defs/`, not the installed package's.
     previous = os.environ.get("DAGSTER_IS_DEV_CLI")
     os.environ["DAGSTER_IS_DEV_CLI"] = "1"
+    original = project_paths.get_defs_module_path_for_project
+    project_paths.get_defs_module_path_for_project = lambda root: Path(root) / "defs"
     try:
         yield
     finally:
+        project_paths.get_defs_module_path_for_project = original
         if previous is None:
             os.environ.pop("DAGSTER_IS_DEV_CLI")
         else:
@@ -59,7 +65,7 @@ def load_defs(project_root: Path) -> dg.Definitions:
     module = importlib.util.module_from_spec(spec)
     module.__path__ = [str(project_root / "defs")]
     sys.modules[name] = module
-    with _dev_cli_environment():
+    with _as_dg_loads(project_root):
         return ComponentTree.from_module(defs_module=module, project_root=project_root).build_defs()
 
 

@@ -2,13 +2,14 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtProject, DbtProjectComponent
 
-from dagster_autopilot import dbt_nodes
+from dagster_autopilot import dbt_nodes, dbt_parse_cache, dev_reload
 from dagster_autopilot.automation.conditions import MATERIALIZATION_TAG, condition_for
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
@@ -44,6 +45,14 @@ class CustomDbtComponent(DbtProjectComponent):
     """`logic`: comments and whitespace change nothing and macro edits reach their users.
     `literal`: dagster-dbt's hash of the raw SQL text."""
 
+    reuse_parse: bool = True
+    """Skip `dbt parse` when no file of the dbt project (nor the dbt version, target, or an
+    environment variable it reads) changed since the last parse. `false` parses on every load."""
+
+    reload_on_save: bool = True
+    """In `dg dev`, reload the code location when a file of the dbt project is saved, so an edit
+    reaches the automation without a manual "Reload definitions"."""
+
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
     ) -> dg.AssetSpec:
@@ -57,6 +66,38 @@ class CustomDbtComponent(DbtProjectComponent):
             automation_condition=condition_for(policy, self._views_between(manifest, node)),
             code_version=self._code_version_for(manifest, node, spec.code_version),
         ).merge_attributes(metadata={"autopilot/policy": policy.describe()})
+
+    def _parse_inputs(self) -> list[Path]:
+        project = self.dbt_project
+        directories = [Path(project.project_dir)]
+        if project.profiles_dir and Path(project.profiles_dir) != directories[0]:
+            directories.append(Path(project.profiles_dir))
+        return directories
+
+    def _fingerprint(self) -> str:
+        return dbt_parse_cache.project_fingerprint(*self._parse_inputs())
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        """Prepares the project (copy + `dbt parse`) unless nothing it depends on has changed."""
+        project = self.dbt_project
+        fingerprint = self._fingerprint()
+        # Where the prepared copy's manifest lives; the copy itself may not exist yet.
+        copy_dir = self._project_manager._local_project_dir(state_path)
+        manifest = copy_dir / Path(project.manifest_path).relative_to(project.project_dir)
+        if self.reuse_parse and dbt_parse_cache.is_fresh(state_path, fingerprint, manifest):
+            state_path.touch()
+            return
+        super().write_state_to_path(state_path)
+        dbt_parse_cache.remember(state_path, fingerprint)
+
+    def build_defs_from_state(
+        self, context: dg.ComponentLoadContext, state_path: Path | None
+    ) -> dg.Definitions:
+        defs = super().build_defs_from_state(context, state_path)
+        if self.reload_on_save:
+            loaded = dbt_parse_cache.remembered(state_path) if state_path else None
+            dev_reload.watch_in_dev(self._parse_inputs(), self._fingerprint, loaded)
+        return defs
 
     def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:
         args = super().get_cli_args(context)

@@ -1,0 +1,92 @@
+"""The dbt project watcher asks the webserver to reload when, and only when, a parse would differ."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from harness import copy_project
+
+from dagster_autopilot import dev_reload
+from dagster_autopilot.dbt_parse_cache import project_fingerprint
+
+
+class _FakeWebserver(BaseHTTPRequestHandler):
+    queries: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeWebserver.queries.append(body)
+        data = {"workspaceOrError": {"locationEntries": [{"name": "analytics"}]}}
+        payload = json.dumps({"data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webserver(monkeypatch: pytest.MonkeyPatch):
+    server = HTTPServer(("127.0.0.1", 0), _FakeWebserver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeWebserver.queries = []
+    monkeypatch.setenv(dev_reload.WEBSERVER_URL_ENV, f"http://127.0.0.1:{server.server_port}")
+    yield _FakeWebserver.queries
+    server.shutdown()
+
+
+def _reloads(queries: list[dict]) -> list[str]:
+    return [q["variables"]["name"] for q in queries if "reloadRepositoryLocation" in q["query"]]
+
+
+def _wait_until(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_saved_edit_reloads_every_code_location(tmp_path: Path, webserver):
+    project = copy_project(tmp_path / "project") / "analytics_dbt"
+    loaded = project_fingerprint(project)
+    watcher = threading.Thread(
+        target=dev_reload._watch,
+        args=([project], lambda: project_fingerprint(project), loaded, 0.05),
+        daemon=True,
+    )
+    watcher.start()
+    model = project / "models" / "staging" / "stg_orders.sql"
+    original = model.read_text()
+
+    model.write_text(original)  # saved, unchanged: nothing to reload
+    time.sleep(0.5)
+    assert _reloads(webserver) == []
+
+    model.write_text(original.replace("select * from final", "select * from final\n-- edited"))
+    assert _wait_until(lambda: _reloads(webserver) == ["analytics"])
+    watcher.join(timeout=5)
+    assert not watcher.is_alive(), "the replaced code server's watcher stops"
+
+
+def test_only_a_dev_code_server_watches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
+    monkeypatch.setattr("sys.argv", ["dagster", "definitions", "validate"])
+    assert not dev_reload.watch_in_dev([tmp_path], lambda: "x", "x")
+
+
+def test_webserver_url_defaults_to_dg_devs_port(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(dev_reload.WEBSERVER_URL_ENV, raising=False)
+    monkeypatch.setattr(
+        dev_reload,
+        "_ancestor_args",
+        lambda: [["dagster", "code-server", "start", "--port", "4000"], ["dg", "dev", "-p", "3111"]],
+    )
+    assert dev_reload.webserver_url() == "http://127.0.0.1:3111"
