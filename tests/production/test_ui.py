@@ -1,0 +1,62 @@
+"""The UI as a person sees it, in a real headless Chromium against the production webserver: the
+asset graph shows the analytics assets, and an asset's Automation tab says why it was requested."""
+
+import re
+from pathlib import Path
+
+import pytest
+from deployment import SENSOR, Deployment
+from playwright.sync_api import expect, sync_playwright
+
+# Debian's Chromium, driven by Playwright's Python package; no browser is downloaded.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def page(chromium: Path):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            # The UI may greet a new browser with a "Join the Dagster community" dialog.
+            page.add_locator_handler(
+                page.get_by_role("button", name="Skip", exact=True), lambda skip: skip.click()
+            )
+            yield page
+        finally:
+            browser.close()
+
+
+def test_asset_graph_and_automation_tab(
+    chromium: Path, deployment: Deployment, settled: set[str], page, artifacts_dir: Path
+):
+    # `chromium` first: without a browser the test skips (or fails under CI=true) before the
+    # services start.
+    # The global asset graph: every analytics asset is a node, seeds to marts.
+    page.goto(f"{deployment.url}/asset-groups", wait_until="networkidle")
+    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    for asset in ("raw_customers", "stg_customers", "customer_orders", "daily_revenue"):
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+    page.screenshot(path=artifacts_dir / "ui-asset-graph.png")
+
+    # The sensor that evaluates the conditions is listed, under the project's code location.
+    page.goto(f"{deployment.url}/automation", wait_until="networkidle")
+    expect(page.get_by_text(SENSOR, exact=True)).to_be_visible()
+    expect(page.get_by_text("Automation condition sensor").first).to_be_visible()
+
+    # stg_customers's Automation tab: the tick that requested it, and the condition tree that
+    # says why, with the library's labels.
+    page.goto(f"{deployment.url}/assets/stg_customers?view=automation", wait_until="networkidle")
+    requested = page.locator("tr").filter(has=page.get_by_text("Requested", exact=True)).first
+    expect(requested).to_be_visible()
+    requested.get_by_role("button").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("stg_customers", exact=True).first).to_be_visible()
+    expect(dialog.get_by_text(re.compile(r"^Runs \(1\)$"))).to_be_visible()
+    for label in ("on_change", "stale", "missing", "upstream_changed", "not_busy"):
+        expect(dialog.get_by_text(label, exact=True).first).to_be_visible()
+    on_change = dialog.locator("tr").filter(has=page.get_by_text("on_change", exact=True)).first
+    expect(on_change).to_contain_text("True")
+    page.screenshot(path=artifacts_dir / "ui-stg_customers-automation.png")
