@@ -1,12 +1,8 @@
-import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from harness import Ticker, copy_project, load_defs
-
-# A Monday, one hour after midnight UTC: the tables' 06:00 cron tick is five hours away.
-MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.UTC)
+from harness import MONDAY_1AM, Ticker, copy_project, load_defs
 
 
 @pytest.fixture(autouse=True)

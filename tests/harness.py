@@ -20,6 +20,8 @@ from dagster.components.utils import project_paths
 from dagster_dbt.dbt_manifest import read_manifest_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A Monday, one hour after midnight UTC: the tables' 06:00 cron tick is five hours away.
+MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.UTC)
 PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src")
 _IGNORED = shutil.ignore_patterns("target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*")
 _module_ids = itertools.count()

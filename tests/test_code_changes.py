@@ -4,8 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import MONDAY_1AM
-from harness import Ticker, copy_project, load_defs
+from harness import MONDAY_1AM, Ticker, copy_project, load_defs
 from test_automation_ticks import SEEDS, VIEWS
 
 

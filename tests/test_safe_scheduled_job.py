@@ -2,14 +2,13 @@
 
 import dagster as dg
 import pytest
-from conftest import MONDAY_1AM
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from harness import Ticker
+from harness import MONDAY_1AM, Ticker
 
 SCHEDULE = "hourly_dbt_tables_job_schedule"
 JOB = "hourly_dbt_tables_job"
