@@ -1,0 +1,268 @@
+"""Times `dg check defs`, `dg list defs`, `dg dev` start-up: CustomDbtComponent vs DbtProjectComponent.
+
+    uv run python benchmarks/bench_dg_commands.py --models 1000 --repeats 3
+    uv run python benchmarks/bench_dg_commands.py --seed-project --repeats 3
+    uv run python benchmarks/bench_dg_commands.py --dev --models 1000 --repeats 2
+
+Both variants are generated side by side (same dbt project; only the component type differs), each
+is warmed once with `dg check defs`, then the runs alternate ours/plain (ABAB), so machine noise
+hits both alike. Every timed command runs with nothing changed since the previous command on that
+project. `--dev` instead times `dg dev` from launch until the webserver answers `/server_info` and
+the code location is loaded, then stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from _common import (
+    DG,
+    VARIANTS,
+    Samples,
+    make_projects,
+    markdown_table,
+    project_env,
+    run_dg,
+)
+from generate_dbt_project import Component
+
+# Targets from the issue: ours / plain, at most.
+CHECK_TARGET = 0.5
+LIST_TARGET = 1.1
+DEV_TARGET = 0.6
+
+# Restores default SIGTERM/SIGINT handling, which background jobs here may inherit as ignored, then
+# becomes `dg dev`; the dev servers inherit the restored handlers.
+SIGNAL_WRAPPER = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+WORKSPACE_QUERY = (
+    "{ workspaceOrError { __typename ... on Workspace { locationEntries "
+    "{ name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+)
+
+
+def bench_commands(projects: dict[Component, Path], repeats: int, label: str) -> list[Samples]:
+    """Warms each variant once, then alternates timed `dg check defs` and `dg list defs` runs."""
+    warm = Samples(f"{label}: first `dg check defs` (warm-up, cold state)", None)
+    for variant in VARIANTS:
+        seconds = run_dg(projects[variant], "check", "defs")
+        warm.add(variant, seconds)
+        print(f"  warm-up check defs {variant}: {seconds:.1f}s", flush=True)
+    check = Samples(f"{label}: `dg check defs`, nothing changed", CHECK_TARGET)
+    listing = Samples(f"{label}: `dg list defs`, nothing changed", LIST_TARGET)
+    for repeat in range(repeats):
+        for samples, args in ((check, ("check", "defs")), (listing, ("list", "defs"))):
+            for variant in VARIANTS:
+                seconds = run_dg(projects[variant], *args)
+                samples.add(variant, seconds)
+                print(f"  [{repeat + 1}/{repeats}] dg {' '.join(args)} {variant}: {seconds:.1f}s")
+    return [warm, check, listing]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _location_status(port: int) -> tuple[bool, str | None]:
+    """(loaded, error): loaded once a location is LOADED as a RepositoryLocation."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            payload = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False, None
+    workspace = (payload.get("data") or {}).get("workspaceOrError") or {}
+    for entry in workspace.get("locationEntries") or []:
+        located = entry.get("locationOrLoadError") or {}
+        if located.get("__typename") == "PythonError":
+            return False, located.get("message", "PythonError")
+        if entry.get("loadStatus") == "LOADED" and located.get("__typename") == "RepositoryLocation":
+            return True, None
+    return False, None
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process, from /proc/<pid>/stat; None if gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """Every process below `root`, as pid -> start time (to never signal a reused pid)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            children.setdefault(stat[0], []).append((int(entry.name), stat[1]))
+    found: dict[int, int] = {}
+    pending = [root]
+    while pending:
+        for pid, started in children.get(pending.pop(), []):
+            found[pid] = started
+            pending.append(pid)
+    return found
+
+
+def _alive(tree: dict[int, int]) -> list[int]:
+    """The pids of `tree` that are still the same live processes."""
+    return [pid for pid, started in tree.items() if (stat := _stat(pid)) and stat[1] == started]
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Stops `dg dev` and everything it started: TERM to its process group, KILL after `timeout`.
+
+    Descendants that left the process group are signalled by pid, checked against their start time.
+    """
+    tree = _descendants(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    for pid in _alive(tree):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (process.poll() is None or _alive(tree)):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in _alive(tree):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def time_dev(project: Path, log_path: Path, timeout: float) -> tuple[float, float]:
+    """Seconds from launching `dg dev` until `/server_info` answers, and until the location loads."""
+    port = _free_port()
+    command = [sys.executable, "-c", SIGNAL_WRAPPER, DG, "dev", "--host", "127.0.0.1", "--port"]
+    with log_path.open("wb") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            [*command, str(port)],
+            cwd=project,
+            env=project_env(project),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            ui_seconds: float | None = None
+            while True:
+                elapsed = time.perf_counter() - start
+                if elapsed > timeout:
+                    raise TimeoutError(f"dg dev in {project} not loaded after {timeout}s; {log_path}")
+                if process.poll() is not None:
+                    raise RuntimeError(f"dg dev in {project} exited early; see {log_path}")
+                if ui_seconds is None and _get(f"http://127.0.0.1:{port}/server_info"):
+                    ui_seconds = time.perf_counter() - start
+                if ui_seconds is not None:
+                    loaded, error = _location_status(port)
+                    if error:
+                        raise RuntimeError(f"code location failed to load in {project}: {error}")
+                    if loaded:
+                        return ui_seconds, time.perf_counter() - start
+                time.sleep(0.25)
+        finally:
+            _stop(process)
+
+
+def bench_dev(
+    projects: dict[Component, Path], repeats: int, label: str, timeout: float
+) -> list[Samples]:
+    """Alternates timed `dg dev` start-ups of both variants (each warmed by `dg check defs`)."""
+    for variant in VARIANTS:
+        run_dg(projects[variant], "check", "defs")
+    ui = Samples(f"{label}: `dg dev` until /server_info answers", None)
+    loaded = Samples(f"{label}: `dg dev` until the code location is loaded", DEV_TARGET)
+    for repeat in range(repeats):
+        for variant in VARIANTS:
+            log_path = projects[variant] / f"dg_dev_{repeat}.log"
+            ui_seconds, loaded_seconds = time_dev(projects[variant], log_path, timeout)
+            ui.add(variant, ui_seconds)
+            loaded.add(variant, loaded_seconds)
+            print(
+                f"  [{repeat + 1}/{repeats}] dg dev {variant}: UI {ui_seconds:.1f}s, "
+                f"loaded {loaded_seconds:.1f}s",
+                flush=True,
+            )
+    return [ui, loaded]
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--models", type=int, default=1000, help="synthetic dbt models")
+    parser.add_argument(
+        "--seed-project",
+        action="store_true",
+        help="use a copy of the repository's small analytics_dbt instead of synthetic models",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant")
+    parser.add_argument("--dev", action="store_true", help="time `dg dev` start-up instead")
+    parser.add_argument("--dev-timeout", type=float, default=900, help="seconds per dg dev start")
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
+    parser.add_argument("--json", type=Path, help="also write the raw timings to this file")
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_dg_"))
+    label = "seed project" if args.seed_project else f"N={args.models}"
+    projects = make_projects(workdir, args.models, args.seed_project)
+    print(f"projects in {workdir}; {label}; repeats={args.repeats}", flush=True)
+    if args.dev:
+        rows = bench_dev(projects, args.repeats, label, args.dev_timeout)
+    else:
+        rows = bench_commands(projects, args.repeats, label)
+
+    print()
+    for row in rows:
+        print(
+            f"{row.name}: ours {row.median('ours'):.2f}s, plain {row.median('plain'):.2f}s, "
+            f"ratio {row.ratio:.2f}x" + (f" (target <= {row.target}x)" if row.target else "")
+        )
+    print()
+    print(f"Command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
+    print(markdown_table(rows))
+    if args.json:
+        args.json.write_text(
+            json.dumps([{"name": r.name, "target": r.target, "times": r.times} for r in rows])
+        )
+
+
+if __name__ == "__main__":
+    main()
