@@ -2,6 +2,7 @@
 
 import dagster as dg
 import duckdb
+from harness import ANALYTICS_ASSETS
 
 
 def test_all_assets_materialize_and_checks_pass(project_defs: dg.Definitions, _warehouse):
@@ -10,16 +11,7 @@ def test_all_assets_materialize_and_checks_pass(project_defs: dg.Definitions, _w
         result = dg.materialize(assets, instance=instance)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {
-        "raw_customers",
-        "raw_orders",
-        "stg_customers",
-        "stg_orders",
-        "customer_orders",
-        "order_summary",
-        "customer_segments",
-        "daily_revenue",
-    }
+    assert materialized == ANALYTICS_ASSETS
     checks = result.get_asset_check_evaluations()
     declared = {key for definition in assets for key in definition.check_keys}
     assert len(declared) > 20, "the dbt tests surface as asset checks"

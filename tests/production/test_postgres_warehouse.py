@@ -3,17 +3,7 @@ every dbt test passes as an asset check: the `postgres` target is the production
 
 import dagster as dg
 import pytest
-
-ALL_ASSETS = {
-    "raw_customers",
-    "raw_orders",
-    "stg_customers",
-    "stg_orders",
-    "customer_orders",
-    "order_summary",
-    "customer_segments",
-    "daily_revenue",
-}
+from harness import ANALYTICS_ASSETS
 
 
 def test_all_assets_materialize_and_checks_pass_on_postgres(
@@ -30,7 +20,7 @@ def test_all_assets_materialize_and_checks_pass_on_postgres(
         event.message for event in result.all_events if event.is_failure or event.is_step_failure
     ]
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == ALL_ASSETS
+    assert materialized == ANALYTICS_ASSETS
     checks = result.get_asset_check_evaluations()
     declared = {key for definition in assets for key in definition.check_keys}
     assert len(declared) > 20, "the dbt tests surface as asset checks"
