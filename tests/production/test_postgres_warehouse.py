@@ -3,7 +3,7 @@ every dbt test passes as an asset check: the `postgres` target is the production
 
 import dagster as dg
 import pytest
-from harness import ANALYTICS_ASSETS
+from harness import build_everything_with_dbt
 
 
 def test_all_assets_materialize_and_checks_pass_on_postgres(
@@ -13,19 +13,7 @@ def test_all_assets_materialize_and_checks_pass_on_postgres(
     for name, value in warehouse.dbt_env(schema="analytics").items():
         monkeypatch.setenv(name, value)
 
-    assets = [a for a in project_defs.assets if isinstance(a, dg.AssetsDefinition)]
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, instance=instance, raise_on_error=False)
-    assert result.success, [
-        event.message for event in result.all_events if event.is_failure or event.is_step_failure
-    ]
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == ANALYTICS_ASSETS
-    checks = result.get_asset_check_evaluations()
-    declared = {key for definition in assets for key in definition.check_keys}
-    assert len(declared) > 20, "the dbt tests surface as asset checks"
-    assert {c.asset_check_key for c in checks} == declared
-    assert [c.check_name for c in checks if not c.passed] == []
+    build_everything_with_dbt(project_defs)
 
     # The data is in PostgreSQL, in the configured schema, with the right kind of relation.
     connection = warehouse.connect()
