@@ -1,0 +1,1 @@
+"""Sample data for demos, tests and benchmarks: nothing in the library depends on it."""
