@@ -35,7 +35,20 @@ ANALYTICS_ASSETS = frozenset(
         "daily_revenue",
     }
 )
-PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src")
+# The talent-matching pipeline: landed files -> dbt normalization -> vectors -> matches.
+TALENT_ASSETS = frozenset(
+    {
+        "raw_candidates",
+        "raw_jobs",
+        "normalized_candidates",
+        "normalized_jobs",
+        "candidate_vectors",
+        "job_vectors",
+        "matches",
+    }
+)
+ALL_ASSETS = ANALYTICS_ASSETS | TALENT_ASSETS
+PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src", "data")
 _IGNORED = shutil.ignore_patterns("target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*")
 _module_ids = itertools.count()
 
@@ -179,9 +192,18 @@ def build_everything_with_dbt(defs: dg.Definitions) -> None:
         event.message for event in result.all_events if event.is_failure or event.is_step_failure
     ]
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == ANALYTICS_ASSETS
+    assert materialized == ALL_ASSETS
     checks = result.get_asset_check_evaluations()
     declared = {key for definition in assets for key in definition.check_keys}
     assert len(declared) > 20, "the dbt tests surface as asset checks"
     assert {c.asset_check_key for c in checks} == declared
     assert [c.check_name for c in checks if not c.passed] == []
+
+
+def run_at_clock(ticker: Ticker, keys: Iterable[str], fail: bool = False) -> dg.ExecuteInProcessResult:
+    """`ticker.simulate_run`, with Dagster's clock frozen at the ticker's: the run's events and end
+    time fall at the simulated time, as the backoff and TTL guardrails need."""
+    from dagster._core.test_utils import freeze_time
+
+    with freeze_time(ticker.now):
+        return ticker.simulate_run(keys, fail=fail)

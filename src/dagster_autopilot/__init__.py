@@ -3,11 +3,17 @@
 from dagster_autopilot.components import (
     AutomationSensorComponent,
     CustomDbtComponent,
+    EmbeddingComponent,
+    LandingFilesComponent,
     SafeScheduledJobComponent,
+    VectorMatchComponent,
 )
 
 __all__ = [
     "AutomationSensorComponent",
     "CustomDbtComponent",
+    "EmbeddingComponent",
+    "LandingFilesComponent",
     "SafeScheduledJobComponent",
+    "VectorMatchComponent",
 ]

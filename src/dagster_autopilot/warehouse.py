@@ -1,11 +1,27 @@
-"""Where the warehouse lives: the one place that decides between DuckDB and PostgreSQL."""
+"""Where the warehouse lives: the one place that talks to DuckDB or PostgreSQL.
 
-from __future__ import annotations
+The same switch that points dbt at a target points the Python assets at it: `DBT_TARGET=postgres`
+selects PostgreSQL from the `POSTGRES_*` variables, anything else the DuckDB file in
+`AUTOPILOT_DUCKDB_PATH`. So dbt models and Python assets always share one warehouse.
+"""
 
 import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 DUCKDB_PATH_ENV = "AUTOPILOT_DUCKDB_PATH"
+TARGET_ENV = "DBT_TARGET"
+
+# DuckDB lets one process write a file at a time. dbt and the Python steps of one run are separate
+# processes, so a connection waits for the lock instead of failing the step.
+DUCKDB_LOCK_WAIT_SECONDS = 120.0
+
+# Rows per INSERT batch: large enough to be fast, small enough to bound memory for wide vector rows.
+INSERT_BATCH_ROWS = 2_000
 
 
 def use_project_warehouse_by_default(project_root: Path) -> Path:
@@ -19,3 +35,160 @@ def use_project_warehouse_by_default(project_root: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ[DUCKDB_PATH_ENV] = str(path)
     return path
+
+
+Column = tuple[str, str]
+"""A column name and its portable type: `text`, `integer`, `double`, `timestamp` or `vector`."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """A DuckDB file or a PostgreSQL schema, with the few operations the Python assets need.
+
+    Table names are unqualified: DuckDB uses its `main` schema, PostgreSQL the dbt target schema,
+    so a dbt source and a Python asset name the same table.
+    """
+
+    kind: Literal["duckdb", "postgres"]
+    duckdb_path: str | None = None
+    schema: str = "main"
+
+    @classmethod
+    def from_env(cls) -> "Warehouse":
+        if os.environ.get(TARGET_ENV) == "postgres":
+            return cls(kind="postgres", schema=os.environ.get("POSTGRES_SCHEMA", "analytics"))
+        path = os.environ.get(DUCKDB_PATH_ENV)
+        if not path:
+            raise RuntimeError(
+                f"{DUCKDB_PATH_ENV} is not set: set it to the DuckDB file of the warehouse, or set "
+                f"{TARGET_ENV}=postgres and the POSTGRES_* variables."
+            )
+        return cls(kind="duckdb", duckdb_path=path)
+
+    def describe(self) -> str:
+        """Where the data is, for logs and metadata; never includes a password."""
+        if self.kind == "duckdb":
+            return f"duckdb:{self.duckdb_path}"
+        host = os.environ.get("POSTGRES_HOST", "localhost")
+        port = os.environ.get("POSTGRES_PORT", "5432")
+        return f"postgresql://{host}:{port}/{os.environ.get('POSTGRES_DB')} schema {self.schema}"
+
+    @contextmanager
+    def connect(self) -> Iterator["Session"]:
+        """One transaction: commits on success, rolls back on error."""
+        connection = self._open()
+        try:
+            yield Session(self, connection)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def _open(self) -> Any:
+        if self.kind == "postgres":
+            import psycopg2
+
+            connection = psycopg2.connect(
+                host=os.environ.get("POSTGRES_HOST", "localhost"),
+                port=int(os.environ.get("POSTGRES_PORT", "5432")),
+                user=os.environ["POSTGRES_USER"],
+                password=os.environ.get("POSTGRES_PASSWORD", ""),
+                dbname=os.environ["POSTGRES_DB"],
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(f"create schema if not exists {self.schema}")
+                cursor.execute(f"set search_path to {self.schema}")
+            return connection
+
+        import duckdb
+
+        deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
+        while True:
+            try:
+                connection = duckdb.connect(self.duckdb_path)
+                connection.begin()
+                return connection
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def sql_type(self, portable: str, dimensions: int | None = None) -> str:
+        if portable == "vector":
+            # DuckDB's fixed-size array keeps the width in the schema; PostgreSQL has no such type
+            # without pgvector, so `real[]` it is.
+            return f"FLOAT[{dimensions}]" if self.kind == "duckdb" else "real[]"
+        return {"text": "VARCHAR", "integer": "BIGINT", "double": "DOUBLE PRECISION"}.get(
+            portable, "TIMESTAMP"
+        )
+
+
+class Session:
+    """One open transaction on the warehouse, with the few operations the Python assets need."""
+
+    def __init__(self, warehouse: Warehouse, connection: Any):
+        self.warehouse = warehouse
+        self._connection = connection
+        # A DuckDB cursor is a separate connection with its own transaction, so DuckDB statements
+        # go through the connection itself; psycopg2 needs a cursor.
+        self._cursor = connection if warehouse.kind == "duckdb" else connection.cursor()
+        self.placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        self._cursor.execute(sql, tuple(parameters))
+
+    def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        self._cursor.execute(sql, tuple(parameters))
+        return self._cursor.fetchall()
+
+    def table_exists(self, table: str) -> bool:
+        schema = "main" if self.warehouse.kind == "duckdb" else self.warehouse.schema
+        mark = self.placeholder
+        sql = (
+            "select count(*) from information_schema.tables "
+            f"where table_schema = {mark} and table_name = {mark}"
+        )
+        return bool(self.fetch_all(sql, (schema, table))[0][0])
+
+    def create_table(
+        self, table: str, columns: Sequence[Column], *, dimensions: int | None = None
+    ) -> None:
+        """Creates `table` unless it exists; column types are portable names (see `Column`)."""
+        body = ", ".join(f"{name} {self.warehouse.sql_type(kind, dimensions)}" for name, kind in columns)
+        self.execute(f"create table if not exists {table} ({body})")
+
+    def insert(self, table: str, column_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Appends rows in batches; returns how many were written."""
+        written = 0
+        batch: list[Sequence[Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= INSERT_BATCH_ROWS:
+                written += self._insert_batch(table, column_names, batch)
+                batch = []
+        if batch:
+            written += self._insert_batch(table, column_names, batch)
+        return written
+
+    def _insert_batch(self, table: str, column_names: Sequence[str], batch: list[Sequence[Any]]) -> int:
+        names = ", ".join(column_names)
+        if self.warehouse.kind == "postgres":
+            from psycopg2.extras import execute_values
+
+            sql = f"insert into {table} ({names}) values %s"
+            execute_values(self._cursor, sql, batch, page_size=1000)
+        else:
+            marks = ", ".join("?" * len(column_names))
+            self._cursor.executemany(f"insert into {table} ({names}) values ({marks})", batch)
+        return len(batch)
+
+    def swap_in(self, table: str, staging: str) -> None:
+        """Replaces `table` with `staging` inside this transaction.
+
+        Readers see the old table or the new one, never a half-written one: a crash before commit
+        rolls the whole swap back.
+        """
+        self.execute(f"drop table if exists {table}")
+        self.execute(f"alter table {staging} rename to {table}")

@@ -34,10 +34,10 @@ def test_asset_graph_and_automation_tab(
 ):
     # `chromium` first: without a browser the test skips (or fails under CI=true) before the
     # services start.
-    # The global asset graph: every analytics asset is a node, seeds to marts.
+    # The global asset graph: analytics and talent assets are nodes, seeds to marts and matches.
     page.goto(f"{deployment.url}/asset-groups", wait_until="networkidle")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
-    for asset in ("raw_customers", "stg_customers", "customer_orders", "daily_revenue"):
+    for asset in ("raw_customers", "stg_customers", "daily_revenue", "raw_candidates", "matches"):
         expect(page.get_by_text(asset, exact=True).first).to_be_visible()
     page.screenshot(path=artifacts_dir / "ui-asset-graph.png")
 

@@ -1,0 +1,113 @@
+"""VectorMatchComponent: each candidate's top-k jobs by exact cosine similarity, kept up to date."""
+
+import hashlib
+from dataclasses import dataclass
+from typing import Annotated
+
+import dagster as dg
+from dagster.components.resolved.model import Resolver
+
+from dagster_autopilot.assets.matching import MatchSides, match_incrementally
+from dagster_autopilot.assets.specs import table_name
+from dagster_autopilot.automation.apply import apply_policy
+from dagster_autopilot.automation.policy import PolicyInput
+from dagster_autopilot.warehouse import Warehouse
+
+
+@dataclass
+class VectorMatchComponent(dg.Component, dg.Resolvable):
+    """Matches every vector of `candidates` with its `top_k` most similar vectors of `jobs`.
+
+    Scores are exact cosine similarities. Only new or changed candidates are matched against all
+    jobs, and only new or changed jobs against all candidates; untouched pairs are kept. The
+    output (`candidate_id`, `job_id`, `score`, `rank`, `matched_at`) is written in one transaction.
+    """
+
+    candidates: str
+    """Asset key of the candidates' vectors table, e.g. `candidate_vectors`."""
+
+    jobs: str
+    """Asset key of the jobs' vectors table, e.g. `job_vectors`."""
+
+    output: str
+    """Asset key of the matches table this component creates, e.g. `matches`."""
+
+    candidate_id_column: str = "candidate_id"
+    """Id column of the candidates' vectors table."""
+
+    job_id_column: str = "job_id"
+    """Id column of the jobs' vectors table."""
+
+    top_k: int = 10
+    """How many jobs to keep per candidate."""
+
+    min_score: float = 0.0
+    """Pairs scoring below this cosine similarity are not stored."""
+
+    automation: Annotated[PolicyInput, Resolver.passthrough()] = "eager"
+    """`eager`: rematch as soon as either vectors table changes; `lazy`: only when asked; `none`:
+    never automated. A full policy mapping (cron, freshness, backoff...) is accepted too."""
+
+    preview_rows: int = 10
+    """Best matches shown in the materialization's `top_matches` preview."""
+
+    group_name: str | None = None
+    """Asset group shown in the UI."""
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k: must be at least 1, got {self.top_k}")
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score: a cosine similarity lies in [-1, 1], got {self.min_score}")
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        sides = MatchSides(
+            candidates_table=table_name(self.candidates),
+            candidate_id=self.candidate_id_column,
+            jobs_table=table_name(self.jobs),
+            job_id=self.job_id_column,
+        )
+        output_table = table_name(self.output)
+        spec = apply_policy(
+            dg.AssetSpec(
+                key=dg.AssetKey.from_user_string(self.output),
+                deps=[dg.AssetKey.from_user_string(k) for k in (self.candidates, self.jobs)],
+                group_name=self.group_name,
+                description=(
+                    f"Top {self.top_k} `{self.jobs}` per `{self.candidates}` row by cosine "
+                    f"similarity, scores >= {self.min_score}."
+                ),
+                kinds={"python"},
+                code_version=self._code_version(),
+            ),
+            self.automation,
+        )
+
+        @dg.multi_asset(specs=[spec], name=f"match_{output_table}")
+        def match(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            report = match_incrementally(
+                Warehouse.from_env(),
+                sides,
+                output_table,
+                self.top_k,
+                self.min_score,
+                preview_rows=self.preview_rows,
+            )
+            context.log.info(
+                "matched into %s: %d candidates rescored, %d merged with %d changed jobs, "
+                "%d untouched, %d dropped; %d rows",
+                output_table,
+                report.candidates_rescored,
+                report.candidates_merged,
+                report.jobs_changed,
+                report.candidates_untouched,
+                report.candidates_dropped,
+                report.rows,
+            )
+            return dg.MaterializeResult(metadata=report.metadata())
+
+        return dg.Definitions(assets=[match])
+
+    def _code_version(self) -> str:
+        """Changes with `top_k` or `min_score`: the stored matches would no longer follow them."""
+        return hashlib.sha256(f"{self.top_k}:{self.min_score}".encode()).hexdigest()[:16]
