@@ -7,6 +7,7 @@ dbt is not involved here (the normalized tables are written directly), so these 
 import hashlib
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from dagster_autopilot.assets import embedding, landing, matching
@@ -172,3 +173,30 @@ def test_a_crash_while_writing_matches_leaves_the_previous_table_whole(monkeypat
     with pytest.raises(RuntimeError, match="lost power"):
         embed_and_match(warehouse, candidates, jobs, "matches")
     assert matches_of(warehouse) == before
+
+
+def test_the_arrivals_sensor_requests_each_new_file_once(project_defs, project_root: Path):
+    sensor = project_defs.get_sensor_def("raw_candidates_arrivals")
+    folder = project_root / ".data" / "landing" / "candidates"
+    candidates, _ = generate(10, 0, seed=5)
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            context = dg.build_sensor_context(
+                instance=instance, cursor=cursor, definitions=project_defs
+            )
+            return sensor.evaluate_tick(context)
+
+        first = tick(None)
+        assert first.run_requests == [], "an empty landing folder requests nothing"
+        write_records(folder / "monday.jsonl", candidates[:5], CANDIDATE_SPEC, bad_rows=2)
+        second = tick(first.cursor)
+        [request] = second.run_requests
+        assert request.asset_selection == [dg.AssetKey("raw_candidates")]
+        assert request.tags["autopilot/arrivals"] == "monday.jsonl"
+        assert tick(second.cursor).run_requests == [], "the same file is not picked up twice"
+
+        write_records(folder / "tuesday.csv", candidates[5:], CANDIDATE_SPEC, file_format="csv")
+        [again] = tick(second.cursor).run_requests
+        assert again.tags["autopilot/arrivals"] == "tuesday.csv"
+        assert again.run_key != request.run_key

@@ -1,7 +1,8 @@
 """Embedding a table's text column into a vectors table, only for records that are new or changed."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,6 +12,10 @@ from dagster_autopilot.warehouse import Column, Session, Warehouse
 
 # Records embedded per batch: bounds the memory of texts and vectors held at once.
 EMBED_BATCH_ROWS = 5_000
+
+# Asset metadata of a vectors asset: where its records come from and the embedder's config, so a
+# cost estimate can be made from the definitions alone, before anything runs.
+EMBEDDING_METADATA = "autopilot/embedding"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,11 @@ def source_hashes(session: Session, source: EmbeddingSource) -> dict:
 def pending_texts(warehouse: Warehouse, source: EmbeddingSource, target: str, embedder: Embedder):
     """The plan and the texts it would embed; reads only, so a cost estimate can use it too."""
     with warehouse.connect() as session:
+        if not session.table_exists(source.table):
+            raise LookupError(
+                f"table {source.table} does not exist in {warehouse.describe()}: "
+                "materialize it before embedding it"
+            )
         plan = plan_embedding(
             source_hashes(session, source),
             stored_hashes(session, target, source.id_column, embedder),
@@ -149,3 +159,42 @@ def read_vectors(session: Session, table: str, id_column: str) -> tuple[list, li
     hashes = [row[1] for row in rows]
     matrix = np.asarray([row[2] for row in rows], dtype=np.float32)
     return ids, hashes, matrix
+
+
+def embedding_plan_metadata(source: EmbeddingSource, target: str, embedder_config: dict) -> str:
+    return json.dumps({"source": asdict(source), "target": target, "embedder": embedder_config})
+
+
+@dataclass(frozen=True)
+class PendingCost:
+    """What embedding the pending records of one vectors asset would cost, before it runs."""
+
+    asset: str
+    embedder: str
+    records_to_embed: int
+    records_to_delete: int
+    records_unchanged: int
+    tokens: int
+    characters: int
+    estimated_cost_usd: float
+
+
+def estimate_pending_cost(
+    asset: str, metadata_json: str, warehouse: Warehouse, build_embedder: Callable[[dict], Embedder]
+) -> PendingCost:
+    """Reads the plan an embedding run would follow now, and prices it; writes nothing."""
+    declared = json.loads(metadata_json)
+    embedder = build_embedder(declared["embedder"])
+    source = EmbeddingSource(**declared["source"])
+    plan, texts = pending_texts(warehouse, source, declared["target"], embedder)
+    cost = estimate_cost(embedder, [text for _, _, text in texts])
+    return PendingCost(
+        asset=asset,
+        embedder=embedder.name,
+        records_to_embed=len(plan.to_embed),
+        records_to_delete=len(plan.to_delete),
+        records_unchanged=plan.unchanged,
+        tokens=cost.tokens,
+        characters=cost.characters,
+        estimated_cost_usd=cost.estimated_cost_usd,
+    )

@@ -7,7 +7,12 @@ from typing import Annotated, Literal
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 
-from dagster_autopilot.assets.embedding import EmbeddingSource, embed_incrementally
+from dagster_autopilot.assets.embedding import (
+    EMBEDDING_METADATA,
+    EmbeddingSource,
+    embed_incrementally,
+    embedding_plan_metadata,
+)
 from dagster_autopilot.assets.specs import table_name
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
@@ -89,7 +94,13 @@ class EmbeddingComponent(dg.Component, dg.Resolvable):
                 description=f"Vectors of `{self.source}`.{self.text_column} by {embedder.name}.",
                 kinds={"python"},
                 code_version=self._code_version(),
-                metadata={"embedder": embedder.name, "dimensions": embedder.dimensions},
+                metadata={
+                    "embedder": embedder.name,
+                    "dimensions": embedder.dimensions,
+                    EMBEDDING_METADATA: embedding_plan_metadata(
+                        source, target_table, self.embedder.model_dump()
+                    ),
+                },
             ),
             self.automation,
         )
