@@ -1,5 +1,6 @@
-"""Every seed and model builds with dbt on PostgreSQL, through the project's real definitions, and
-every dbt test passes as an asset check: the `postgres` target is the production warehouse."""
+"""Every asset builds on PostgreSQL through the project's real definitions, and every dbt test
+passes as an asset check: the `postgres` target is the production warehouse, for the dbt models
+and for the Python assets (landed records, vectors as `real[]`, matches) alike."""
 
 import dagster as dg
 import pytest
@@ -22,6 +23,18 @@ def test_all_assets_materialize_and_checks_pass_on_postgres(
             cursor.execute("select count(*) from analytics.customer_orders")
             assert cursor.fetchone() == (200,)
             cursor.execute(
+                "select udt_name, count(*) from information_schema.columns"
+                " where table_schema = 'analytics' and column_name = 'embedding' group by 1"
+            )
+            assert cursor.fetchall() == [("_float4", 2)], "both vectors tables hold real[]"
+            cursor.execute(
+                "select count(*), count(distinct candidate_id), min(array_length(e.embedding, 1))"
+                " from analytics.matches join analytics.candidate_vectors e using (candidate_id)"
+            )
+            pairs, candidates, width = cursor.fetchone()
+            assert (candidates, width) == (200, 384)
+            assert pairs > 5 * candidates, "the sample's candidates have their best jobs"
+            cursor.execute(
                 "select table_name, table_type from information_schema.tables"
                 " where table_schema = 'analytics'"
             )
@@ -37,4 +50,15 @@ def test_all_assets_materialize_and_checks_pass_on_postgres(
         "order_summary": "BASE TABLE",
         "customer_segments": "BASE TABLE",
         "daily_revenue": "BASE TABLE",
+        "raw_candidates": "BASE TABLE",
+        "raw_candidates_quarantine": "BASE TABLE",
+        "raw_jobs": "BASE TABLE",
+        "raw_jobs_quarantine": "BASE TABLE",
+        "autopilot_arrivals": "BASE TABLE",
+        "normalized_candidates": "BASE TABLE",
+        "normalized_jobs": "BASE TABLE",
+        "candidate_vectors": "BASE TABLE",
+        "job_vectors": "BASE TABLE",
+        "matches": "BASE TABLE",
+        "matches_inputs": "BASE TABLE",
     }
