@@ -167,14 +167,33 @@ def _stand_in_assets(defs: dg.Definitions) -> dg.AssetsDefinition:
         for spec in assets.specs
     ]
 
+    order = _parents_first(specs)
+
     @dg.multi_asset(specs=specs, can_subset=True, name="stand_in_for_real_compute")
     def stand_in(context: dg.AssetExecutionContext):
         if context.run.tags.get("autopilot/test_fail") == "true":
             raise RuntimeError("simulated failure")
-        for key in sorted(context.selected_asset_keys):
-            yield dg.MaterializeResult(asset_key=key)
+        for key in order:
+            if key in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=key)
 
     return stand_in
+
+
+def _parents_first(specs: list[dg.AssetSpec]) -> list[dg.AssetKey]:
+    """The specs' keys with every asset after its parents (a multi-asset must yield them so)."""
+    parents = {spec.key: {dep.asset_key for dep in spec.deps} for spec in specs}
+    order: list[dg.AssetKey] = []
+
+    def visit(key: dg.AssetKey) -> None:
+        if key in parents and key not in order:
+            for parent in sorted(parents[key]):
+                visit(parent)
+            order.append(key)
+
+    for key in sorted(parents):
+        visit(key)
+    return order
 
 
 def _stand_in_job(defs: dg.Definitions) -> dg.JobDefinition:
@@ -207,3 +226,30 @@ def run_at_clock(ticker: Ticker, keys: Iterable[str], fail: bool = False) -> dg.
 
     with freeze_time(ticker.now):
         return ticker.simulate_run(keys, fail=fail)
+
+
+@dataclass
+class AnalyticsTicker(Ticker):
+    """A `Ticker` that evaluates only the analytics dbt project's assets, so tests about it do not
+    depend on what other components of the project automate."""
+
+    selection: frozenset[str] = ANALYTICS_ASSETS
+
+    def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
+        """One tick of the selected assets, `advance` after the previous one; the requested keys."""
+        self.now += advance
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs,
+            instance=self.instance,
+            asset_selection=dg.AssetSelection.assets(*self.selection),
+            cursor=self.cursor,
+            evaluation_time=self.now,
+        )
+        self.cursor = result.cursor
+        requested = {
+            r.key.to_user_string()
+            for r in result.results
+            if isinstance(r.key, dg.AssetKey) and not r.true_subset.is_empty
+        }
+        self.history.append(requested)
+        return requested

@@ -21,15 +21,19 @@ def overridden_defs(tmp_path_factory) -> dg.Definitions:
     root = copy_project(tmp_path_factory.mktemp("overrides"))
     defs_yaml = root / "defs" / "analytics" / "defs.yaml"
     defs_yaml.write_text(
-        defs_yaml.read_text().replace(
+        defs_yaml.read_text()
+        .replace(
             "  policies:\n",
+            '  policies:\n    view: {cron: "30 5 * * *", rebuild: always}\n',
+            1,
+        )
+        .replace(
+            "  rules:\n",
             "  rules:\n"
             "    - fqn: analytics.marts.order_*\n"
             '      policy: {cron: "0 * * * *"}\n'
             "    - tag: finance\n"
-            "      policy: none\n"
-            "  policies:\n"
-            '    view: {cron: "30 5 * * *", rebuild: always}\n',
+            "      policy: none\n",
             1,
         )
     )
@@ -108,3 +112,40 @@ def test_rebuild_always_needs_a_cron_once_merged():
 def test_a_rule_must_match_something():
     with pytest.raises(ValueError, match="needs `tag`, `fqn`"):
         PolicyRule(policy="none")
+
+
+def test_guardrail_fields_and_shorthands():
+    policy = AutomationPolicy.model_validate(
+        {
+            "freshness": {"ttl": "6h"},
+            "backoff": {"base": "5m", "cap": "6h", "max_failures": 3},
+            "quiet_hours": "22:00-06:00 Europe/Lisbon",
+            "priority": 5,
+        }
+    )
+    assert policy.freshness.ttl_seconds == 6 * 3600
+    assert [policy.backoff.wait_seconds(n) for n in (1, 2, 3, 8)] == [300, 600, 1200, 21600]
+    assert policy.quiet_window == (22 * 60, 6 * 60, "Europe/Lisbon")
+    assert AutomationPolicy().backoff.max_failures == 5, "backoff is on by default"
+    assert AutomationPolicy().freshness is None, "a TTL is opt-in: never time alone by default"
+    # `eager` clears a cron set by an earlier layer; `lazy` and `none` turn automation off.
+    defaults = MaterializationPolicies()
+    assert resolve_policy("table", [], ["p", "t"], "eager", defaults, []).cron is None
+    assert resolve_policy("view", [], ["p", "v"], "lazy", defaults, []).enabled is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        ({"freshness": {"ttl": "6 hours"}}, "freshness.ttl", "not a duration"),
+        ({"backoff": {"base": "0m"}}, "backoff.base", "longer than zero"),
+        ({"backoff": {"max_failures": 0}}, "backoff.max_failures", "at least 1"),
+        ({"quiet_hours": "22:00-25:00"}, "quiet_hours", "not a time of day"),
+        ({"quiet_hours": "22:00-06:00 Mars/Olympus"}, "quiet_hours", "not a known IANA timezone"),
+        ({"priority": "high"}, "priority", "valid integer"),
+    ],
+)
+def test_invalid_guardrails_name_the_field(fields, where, message):
+    with pytest.raises(ValueError, match=message) as error:
+        AutomationPolicy.model_validate(fields)
+    assert where in str(error.value)

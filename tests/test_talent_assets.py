@@ -5,6 +5,7 @@ dbt is not involved here (the normalized tables are written directly), so these 
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -182,9 +183,7 @@ def test_the_arrivals_sensor_requests_each_new_file_once(project_defs, project_r
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
-            context = dg.build_sensor_context(
-                instance=instance, cursor=cursor, definitions=project_defs
-            )
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=project_defs)
             return sensor.evaluate_tick(context)
 
         first = tick(None)
@@ -200,3 +199,43 @@ def test_the_arrivals_sensor_requests_each_new_file_once(project_defs, project_r
         [again] = tick(second.cursor).run_requests
         assert again.tags["autopilot/arrivals"] == "tuesday.csv"
         assert again.run_key != request.run_key
+
+
+def test_estimate_cost_prices_the_pending_records_before_anything_runs(project_defs, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dagster_autopilot import cli
+
+    warehouse = Warehouse.from_env()
+    candidates, jobs = talent_texts(30, 7, seed=6)
+    declared = [
+        (embedding.EmbeddingSource(table, id_column, "text_to_embed", "content_hash"), texts)
+        for table, id_column, texts in (
+            ("normalized_candidates", "candidate_id", candidates),
+            ("normalized_jobs", "job_id", jobs),
+        )
+    ]
+    with warehouse.connect() as session:
+        for source, texts in declared:
+            session.create_table(
+                source.table,
+                [(source.id_column, "text"), ("text_to_embed", "text"), ("content_hash", "text")],
+            )
+            session.insert(
+                source.table,
+                [source.id_column, "text_to_embed", "content_hash"],
+                [(i, t, hashlib.md5(t.encode()).hexdigest()) for i, t in texts.items()],
+            )
+    monkeypatch.setattr(cli, "load_project_defs", lambda root: project_defs)
+
+    result = CliRunner().invoke(cli.app, ["estimate-cost", "--json"])
+    assert result.exit_code == 0, result.output
+    estimates = {e["asset"]: e for e in json.loads(result.output)}
+    assert set(estimates) == {"candidate_vectors", "job_vectors"}
+    tokens = HashingEmbedder().count_tokens(list(candidates.values()))
+    assert estimates["candidate_vectors"]["records_to_embed"] == 30
+    assert estimates["candidate_vectors"]["tokens"] == tokens
+    assert estimates["job_vectors"]["records_to_embed"] == 7
+    assert estimates["candidate_vectors"]["estimated_cost_usd"] == 0.0
+    with warehouse.connect() as session:
+        assert not session.table_exists("candidate_vectors"), "an estimate writes nothing"

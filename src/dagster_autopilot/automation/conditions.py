@@ -1,13 +1,19 @@
-"""The automation conditions the library assigns, built only from Dagster's built-in operands.
+"""The automation conditions the library assigns: Dagster's built-in operands plus three guardrails.
 
-Built-in conditions are evaluated by the daemon itself, so they need no user-code server and no
-500-asset sensor limit. Each named piece carries a comment that says why it is shaped as it is.
+The freshness, quiet-hours and backoff guardrails (`guardrails.py`) are custom conditions, so the
+sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
+shaped as it is. The labels `missing`, `code_changed`, `deps_updated`, `cron` and `expired` are the
+reasons the audit trail reads back from each evaluation.
 """
 
-from __future__ import annotations
+import functools
+import threading
+from collections.abc import Set as AbstractSet
 
 import dagster as dg
+from dagster._core.definitions.asset_selection import TagAssetSelection
 
+from dagster_autopilot.automation.guardrails import BackoffAllows, Expired, OutsideQuietHours
 from dagster_autopilot.automation.policy import AutomationPolicy
 
 AC = dg.AutomationCondition
@@ -16,8 +22,34 @@ AC = dg.AutomationCondition
 # such as `tag:dagster/materialization=table` follow the real config rather than folder names.
 MATERIALIZATION_TAG = "dagster/materialization"
 
+# The reasons an automation run can carry, in the order they are reported.
+REASONS = ("missing", "code_changed", "deps_updated", "cron", "expired")
+
+
+class _ViewsOfGraph(TagAssetSelection):
+    """`tag:dagster/materialization=view`, resolved once per asset graph.
+
+    Dagster resolves a dependency condition's `allow()` selection at every evaluation: with the
+    plain tag selection that is a scan of the whole graph per asset per view level (quadratic, the
+    top cost of a tick at 1,000 assets).
+    """
+
+    def resolve_inner(self, asset_graph, allow_missing: bool) -> AbstractSet[dg.AssetKey]:
+        cached = _VIEW_KEYS.get(id(asset_graph))
+        if cached is None or cached[0] is not asset_graph:
+            cached = (asset_graph, frozenset(super().resolve_inner(asset_graph, allow_missing)))
+            with _VIEW_KEYS_LOCK:
+                if len(_VIEW_KEYS) > 8:  # a few graphs live at once (reloads); never grow
+                    _VIEW_KEYS.clear()
+                _VIEW_KEYS[id(asset_graph)] = cached
+        return cached[1]
+
+
+_VIEW_KEYS: dict[int, tuple[object, frozenset[dg.AssetKey]]] = {}
+_VIEW_KEYS_LOCK = threading.Lock()
+
 # Views store no data: a table that reads through a view really depends on the view's parents.
-VIEWS = dg.AssetSelection.tag(MATERIALIZATION_TAG, "view")
+VIEWS = _ViewsOfGraph(key=MATERIALIZATION_TAG, value="view", include_sources=False)
 
 # A parent counts as updated when it materialized since the last tick in a run that did not also
 # build this asset (that run already used the new data), or when it is requested on this very tick
@@ -26,12 +58,14 @@ PARENT_UPDATED = (
     AC.newly_updated() & ~AC.executed_with_root_target() | AC.will_be_requested()
 ).with_label("parent_updated")
 
-# Requests wait while this asset or a parent is being built: a second run would overlap the first,
-# and a child built before its parent finishes would read stale data.
+# Requests wait while this asset or a parent is being built (queued runs included): a second run
+# would overlap the first, and a child built before its parent finishes would read stale data.
 NOT_BUSY = (~AC.in_progress() & ~AC.any_deps_in_progress()).with_label("not_busy")
 
 # A missing parent would make the build fail; it is built first (or in the same run).
 PARENTS_PRESENT = (~AC.any_deps_missing()).with_label("parents_present")
+
+MISSING = AC.missing().with_label("missing")
 
 # Dagster's `code_version_changed()` is true for one tick only. Remembering it until the asset next
 # materializes means a failed or cancelled run does not lose the change.
@@ -41,6 +75,7 @@ CODE_CHANGED = AC.code_version_changed().since(AC.newly_updated()).with_label("c
 HANDLED = (AC.newly_requested() | AC.newly_updated()).with_label("handled")
 
 
+@functools.cache
 def upstream_updated(view_depth: int) -> dg.AutomationCondition:
     """A parent was updated, or, through up to `view_depth` views, a parent of those views.
 
@@ -55,20 +90,46 @@ def upstream_updated(view_depth: int) -> dg.AutomationCondition:
     return condition.with_label("upstream_updated")
 
 
+@functools.cache
 def stale(view_depth: int) -> dg.AutomationCondition:
     """Missing, its code changed, or upstream data changed since it last materialized.
 
-    This is seed 001's deterministic staleness: input changed or code changed, never time alone.
+    This is seed 001's deterministic staleness: input changed or code changed, never time alone
+    (a TTL is an explicit, separate `freshness` trigger).
     """
-    upstream_changed = upstream_updated(view_depth).since(AC.newly_updated())
-    return (AC.missing() | CODE_CHANGED | upstream_changed.with_label("upstream_changed")).with_label(
-        "stale"
-    )
+    deps_updated = upstream_updated(view_depth).since(AC.newly_updated()).with_label("deps_updated")
+    return (MISSING | CODE_CHANGED | deps_updated).with_label("stale")
 
 
-def on_change(view_depth: int) -> dg.AutomationCondition:
-    """Rebuild as soon as the asset is stale, never while it or a parent is running."""
-    return (stale(view_depth) & NOT_BUSY & PARENTS_PRESENT).with_label("on_change")
+def _guards(policy: AutomationPolicy) -> list[dg.AutomationCondition]:
+    # Cheap built-ins first; the guardrails that query the instance last, so they only run for
+    # the assets that every earlier operand let through.
+    guards = [NOT_BUSY, PARENTS_PRESENT]
+    window = policy.quiet_window
+    if window is not None:
+        guards.append(OutsideQuietHours(*window))
+    backoff = policy.backoff
+    guards.append(BackoffAllows(backoff.base_seconds, backoff.cap_seconds, backoff.max_failures))
+    return guards
+
+
+def _with_expiry(trigger: dg.AutomationCondition, policy: AutomationPolicy) -> dg.AutomationCondition:
+    if policy.freshness is None:
+        return trigger
+    return trigger | Expired(policy.freshness.ttl_seconds)
+
+
+def _all(parts: list[dg.AutomationCondition], label: str) -> dg.AutomationCondition:
+    condition = parts[0]
+    for part in parts[1:]:
+        condition = condition & part
+    return condition.with_label(label)
+
+
+def on_change(policy: AutomationPolicy, view_depth: int) -> dg.AutomationCondition:
+    """Rebuild as soon as the asset is stale (or expired), never while it or a parent is running."""
+    trigger = _with_expiry(stale(view_depth), policy)
+    return _all([trigger, *_guards(policy)], "on_change")
 
 
 def on_cron(policy: AutomationPolicy, view_depth: int) -> dg.AutomationCondition:
@@ -82,14 +143,24 @@ def on_cron(policy: AutomationPolicy, view_depth: int) -> dg.AutomationCondition
     assert policy.cron is not None
     tick = AC.cron_tick_passed(policy.cron, policy.timezone)
     trigger = tick if policy.rebuild == "always" else tick & stale(view_depth)
-    due = trigger.since(HANDLED).with_label(f"cron_due({policy.cron}, {policy.timezone})")
-    return (due & NOT_BUSY & PARENTS_PRESENT).with_label("on_cron")
+    due = trigger.since(HANDLED).with_label("cron")
+    return _all([_with_expiry(due, policy), *_guards(policy)], "on_cron")
 
 
-def condition_for(policy: AutomationPolicy, view_depth: int) -> dg.AutomationCondition | None:
-    """The condition that carries out `policy`; None opts the asset out of automation."""
+@functools.lru_cache(maxsize=4096)
+def _condition_for(policy_json: str, view_depth: int) -> dg.AutomationCondition | None:
+    policy = AutomationPolicy.model_validate_json(policy_json)
     if not policy.enabled:
         return None
     if policy.is_cron:
         return on_cron(policy, view_depth)
-    return on_change(view_depth)
+    return on_change(policy, view_depth)
+
+
+def condition_for(policy: AutomationPolicy, view_depth: int) -> dg.AutomationCondition | None:
+    """The condition that carries out `policy`; None opts the asset out of automation.
+
+    Memoized on (policy, depth): assets with the same policy share one condition object, which
+    spares building a tree per asset at load time.
+    """
+    return _condition_for(policy.model_dump_json(), view_depth)

@@ -1,38 +1,152 @@
-"""AutomationSensorComponent: the sensor that evaluates the automation conditions, on by default."""
+"""AutomationSensorComponent: the sensors that evaluate the automation conditions, on by default."""
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
+from dagster._core.definitions.sensor_definition import wrap_sensor_evaluation
+
+from dagster_autopilot.automation.audit import evaluate_sensor_tick
+
+
+class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
+    """An automation condition sensor evaluated in the user-code server, with the audit trail.
+
+    The guardrails are custom conditions, which only a user-code sensor can evaluate. Every run it
+    requests carries `trigger=auto-materialize`, its reasons and priority (see `audit.py`), and each
+    tick logs one structured line per decision plus the tick's counters.
+    """
+
+    def __init__(self, name: str, *, target, **kwargs):
+        kwargs.pop("use_user_code_server", None)
+        super().__init__(name, target=target, use_user_code_server=True, **kwargs)
+        evaluate = functools.partial(_evaluate_audited, self)
+        # The base class wires Dagster's own evaluation; swap in the audited one.
+        self._raw_fn = evaluate
+        self._evaluation_fn = wrap_sensor_evaluation(self.name, evaluate)
+
+    def with_attributes(self, *, jobs=None, metadata=None) -> "AutopilotAutomationSensor":
+        return AutopilotAutomationSensor(
+            self.name,
+            target=self._sensor_target,
+            tags=self._tags,
+            run_tags=self._run_tags,
+            default_status=self.default_status,
+            minimum_interval_seconds=self.minimum_interval_seconds,
+            description=self.description,
+            metadata=metadata if metadata is not None else self._metadata,
+            emit_backfills=self._emit_backfills,
+        )
+
+
+def _evaluate_audited(sensor: AutopilotAutomationSensor, context: dg.SensorEvaluationContext):
+    result, _ = evaluate_sensor_tick(sensor, context)
+    return result
+
+
+def split_into_sensors(keys: Sequence[dg.AssetKey], limit: int) -> list[list[dg.AssetKey]]:
+    """Sorted keys cut into consecutive groups of at most `limit`; every key in exactly one."""
+    ordered = sorted(set(keys), key=lambda key: key.to_user_string())
+    return [ordered[i : i + limit] for i in range(0, len(ordered), limit)]
+
+
+def sensor_names(name: str, count: int) -> list[str]:
+    """`name` for the first sensor (so a small project keeps its name), then `name_2`, `name_3`..."""
+    return [name if i == 0 else f"{name}_{i + 1}" for i in range(count)]
 
 
 @dataclass
 class AutomationSensorComponent(dg.Component, dg.Resolvable):
-    """Declares the automation condition sensor, RUNNING from the start.
+    """Declares the automation condition sensors, RUNNING from the start.
 
     Dagster's implicit `default_automation_condition_sensor` is STOPPED by default, so without this
-    nothing is ever requested until someone switches it on in the UI.
+    nothing is ever requested until someone switches it on in the UI. The guardrails need
+    user-code sensors, which may target at most 500 assets each: the component reads the assets
+    of the other folders of the defs module and makes as many sensors as needed (`<name>`,
+    `<name>_2`, ...), each covering at most `max_assets_per_sensor` automated assets, every
+    automated asset in exactly one.
     """
 
     name: str = "autopilot_automation_sensor"
-    """Name of the sensor, as shown in the UI."""
+    """Name of the (first) sensor, as shown in the UI."""
 
     target: str = "*"
-    """Dagster selection string of the assets this sensor evaluates."""
+    """Dagster selection string of the assets these sensors evaluate."""
 
     minimum_interval_seconds: int = 10
     """Seconds between ticks. The daemon checks sensors on a 5 s loop, so with 10 s an upstream
     update is requested 10 to 15 s later (plus the tick itself), against 30 to 35 s by default."""
 
     running_by_default: bool = True
-    """Start the sensor RUNNING. Set `false` to start it STOPPED and switch it on in the UI."""
+    """Start the sensors RUNNING. Set `false` to start them STOPPED and switch them on in the UI."""
+
+    max_assets_per_sensor: int = MAX_ENTITIES
+    """Automated assets per sensor; at most 500, Dagster's limit for user-code sensors."""
+
+    run_tags: dict[str, str] = field(default_factory=dict)
+    """Tags added to every run these sensors launch, e.g. `autopilot/dbt_project: analytics`."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_assets_per_sensor <= MAX_ENTITIES:
+            raise ValueError(
+                f"max_assets_per_sensor: must be between 1 and {MAX_ENTITIES}, "
+                f"got {self.max_assets_per_sensor}"
+            )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        sensor = dg.AutomationConditionSensorDefinition(
-            name=self.name,
-            target=dg.AssetSelection.from_string(self.target),
+        keys = self._automated_keys(context)
+        if not keys:
+            # Nothing found beside this component (e.g. assets defined outside the defs folders):
+            # one sensor over the selection, which Dagster checks against the limit at each tick.
+            return dg.Definitions(sensors=[self._sensor(self.name, self._selection())])
+        groups = split_into_sensors(keys, self.max_assets_per_sensor)
+        names = sensor_names(self.name, len(groups))
+        return dg.Definitions(
+            sensors=[
+                self._sensor(name, dg.AssetSelection.assets(*group))
+                for name, group in zip(names, groups, strict=True)
+            ]
+        )
+
+    def _selection(self) -> dg.AssetSelection:
+        return dg.AssetSelection.from_string(self.target)
+
+    def _sensor(self, name: str, target: dg.AssetSelection) -> AutopilotAutomationSensor:
+        return AutopilotAutomationSensor(
+            name,
+            target=target,
+            run_tags=self.run_tags or None,
             minimum_interval_seconds=self.minimum_interval_seconds,
             default_status=dg.DefaultSensorStatus.RUNNING
             if self.running_by_default
             else dg.DefaultSensorStatus.STOPPED,
         )
-        return dg.Definitions(sensors=[sensor])
+
+    def _automated_keys(self, context: dg.ComponentLoadContext) -> list[dg.AssetKey]:
+        """Keys with an automation condition in the other folders of the defs module, in `target`."""
+        root = Path(context.defs_module_path)
+        own = Path(context.path).resolve()
+        assets: list = []
+        for entry in sorted(root.iterdir()):
+            if entry.name.startswith((".", "_")) or entry.resolve() == own:
+                continue
+            if entry.is_dir() and not any(entry.glob("defs.yaml")) and not any(entry.glob("*.py")):
+                continue
+            if entry.is_file() and entry.suffix != ".py":
+                continue
+            assets.extend(context.build_defs(entry).assets or [])
+        specs = [
+            spec
+            for item in assets
+            for spec in (item.specs if isinstance(item, dg.AssetsDefinition) else [item])
+            if isinstance(spec, dg.AssetSpec) and spec.automation_condition is not None
+        ]
+        keys = [spec.key for spec in specs]
+        if self.target.strip() in ("*", ""):
+            return keys
+        graph = dg.Definitions(assets=assets).resolve_asset_graph()
+        targeted = self._selection().resolve(graph, allow_missing=True)
+        return [key for key in keys if key in targeted]

@@ -14,7 +14,7 @@ from dagster_autopilot.assets.embedding import (
     embedding_plan_metadata,
 )
 from dagster_autopilot.assets.specs import table_name
-from dagster_autopilot.automation.apply import apply_policy
+from dagster_autopilot.automation.apply import apply_policy, with_run_tags
 from dagster_autopilot.automation.policy import PolicyInput
 from dagster_autopilot.vectors import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from dagster_autopilot.warehouse import Warehouse
@@ -104,6 +104,8 @@ class EmbeddingComponent(dg.Component, dg.Resolvable):
             ),
             self.automation,
         )
+        # Embedding runs are heavy; production caps how many run at once (deploy/dagster.yaml).
+        spec = with_run_tags(spec, {"autopilot/kind": "embedding"})
 
         @dg.multi_asset(specs=[spec], name=f"embed_{target_table}")
         def embed(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

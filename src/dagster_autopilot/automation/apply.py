@@ -1,0 +1,57 @@
+"""The one entry point that puts a policy on an asset, for dbt models and Python assets alike."""
+
+import json
+
+import dagster as dg
+
+from dagster_autopilot.automation.conditions import condition_for
+from dagster_autopilot.automation.policy import AutomationPolicy, PolicyInput, as_policy
+
+POLICY_METADATA = "autopilot/policy"
+"""Asset metadata: the resolved policy, in words."""
+POLICY_JSON_METADATA = "autopilot/policy_config"
+"""Asset metadata: the resolved policy as JSON, read back by the sensor's audit and the status."""
+PRIORITY_METADATA = "autopilot/priority"
+"""Asset metadata: the policy's priority, which becomes the run tag `dagster/priority`."""
+RUN_TAGS_METADATA = "autopilot/run_tags"
+"""Asset metadata: tags (a JSON object) that every automation run building the asset carries, e.g.
+`autopilot/dbt_project`, which the production run queue limits to one run per dbt project."""
+AUTOMATION_TAG = "autopilot/automation"
+"""Asset tag: `on_change`, `on_cron` or `off`, so selections such as `tag:autopilot/automation=off`
+find the assets that only run when asked."""
+
+
+def apply_policy(
+    spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict, *, view_depth: int = 0
+) -> dg.AssetSpec:
+    """`spec` with the policy's automation condition and its policy metadata.
+
+    `policy` is an `AutomationPolicy`, a mapping in the YAML form, or a shorthand (`eager`, `lazy`,
+    `none`). `view_depth` is how many views deep the asset looks through its parents to their data
+    (0 for Python assets). A disabled policy removes any automation condition.
+    """
+    policy = as_policy(policy)
+    metadata: dict[str, object] = {
+        POLICY_METADATA: policy.describe(),
+        POLICY_JSON_METADATA: policy.model_dump_json(exclude_defaults=True),
+    }
+    if policy.priority is not None:
+        metadata[PRIORITY_METADATA] = policy.priority
+    mode = "off" if not policy.enabled else ("on_cron" if policy.is_cron else "on_change")
+    return spec.replace_attributes(
+        automation_condition=condition_for(policy, view_depth)
+    ).merge_attributes(metadata=metadata, tags={AUTOMATION_TAG: mode})
+
+
+def policy_of(metadata) -> AutomationPolicy | None:
+    """The policy `apply_policy` recorded in an asset's metadata, or None for other assets."""
+    value = metadata.get(POLICY_JSON_METADATA) if metadata else None
+    if value is None:
+        return None
+    text = value.value if isinstance(value, dg.TextMetadataValue) else value
+    return AutomationPolicy.model_validate_json(text)
+
+
+def with_run_tags(spec: dg.AssetSpec, tags: dict[str, str]) -> dg.AssetSpec:
+    """`spec` whose automation runs carry `tags` (see `RUN_TAGS_METADATA`)."""
+    return spec.merge_attributes(metadata={RUN_TAGS_METADATA: json.dumps(tags, sort_keys=True)})

@@ -1,0 +1,276 @@
+"""The audit trail: why each asset was (or was not) requested, on the runs and in the tick log.
+
+`AutomationConditionSensorDefinition.run_tags` are the same for every run. The library's sensors
+evaluate in the user-code server, so their evaluation function can read each asset's evaluation
+tree and tag every run with its own reasons, expiry timestamp and priority.
+"""
+
+import datetime
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
+from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
+from dagster._core.errors import DagsterInvalidInvocationError
+
+from dagster_autopilot.automation.apply import PRIORITY_METADATA, RUN_TAGS_METADATA
+from dagster_autopilot.automation.conditions import REASONS
+from dagster_autopilot.automation.guardrails import (
+    BACKOFF_LABEL,
+    EXPIRED_MATERIALIZATION,
+    FAILURES,
+    NEXT_ALLOWED,
+    PAUSED,
+    QUIET_LABEL,
+)
+
+TRIGGER_TAG = "trigger"
+TRIGGER_VALUE = "auto-materialize"
+REASON_TAG = "autopilot/reason"
+REASONS_BY_ASSET_TAG = "autopilot/reasons_by_asset"
+EXPIRED_TAG = "autopilot/expired_materialization"
+PRIORITY_TAG = "dagster/priority"
+_MAX_TAG_VALUE = 4000
+
+# What stopped a triggered asset, by the label of the guard that said no.
+_HELD_BY = {
+    "not_busy": "skipped_in_progress",
+    "parents_present": "waiting_for_parents",
+    QUIET_LABEL: "quiet_hours",
+    BACKOFF_LABEL: "backed_off",
+}
+COUNTERS = ("requested", "skipped_in_progress", "backed_off", "paused", "quiet_hours")
+
+logger = logging.getLogger("dagster_autopilot.automation")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the automation decided for one asset on one tick."""
+
+    key: dg.AssetKey
+    outcome: str
+    """`requested`, or what held a triggered asset back: `skipped_in_progress`, `backed_off`,
+    `paused`, `quiet_hours`, `waiting_for_parents`."""
+    reasons: tuple[str, ...] = ()
+    """Why it was triggered: `missing`, `code_changed`, `deps_updated`, `cron`, `expired`."""
+    expired_materialization: float | None = None
+    """For an expiry, when the expired materialization happened (epoch seconds)."""
+    failures: int | None = None
+    """Consecutive failures, when the backoff guard evaluated."""
+    next_allowed: float | None = None
+    """When the backoff allows the next request (epoch seconds), if it holds the asset."""
+
+    def as_log_record(self) -> dict[str, object]:
+        """The decision as a flat JSON-able mapping, for the structured log line."""
+        record: dict[str, object] = {
+            "asset": self.key.to_user_string(),
+            "decision": self.outcome,
+            "reasons": list(self.reasons),
+        }
+        if self.expired_materialization is not None:
+            record["expired_materialization"] = _iso(self.expired_materialization)
+        if self.failures is not None:
+            record["failures"] = self.failures
+        if self.next_allowed is not None:
+            record["next_allowed"] = _iso(self.next_allowed)
+        return record
+
+
+@dataclass
+class TickSummary:
+    """The decisions of one tick and their counters."""
+
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """How many assets each outcome had on this tick (every counter present, zeros included)."""
+        counts = Counter(decision.outcome for decision in self.decisions)
+        return {name: counts.get(name, 0) for name in (*COUNTERS, *sorted(set(counts) - set(COUNTERS)))}
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+def _metadata_value(result: AutomationResult, key: str):
+    value = (result.serializable_evaluation.metadata or {}).get(key)
+    return getattr(value, "value", value)
+
+
+def _true(result: AutomationResult) -> bool:
+    return not result.true_subset.is_empty
+
+
+def _walk(result: AutomationResult) -> Iterable[AutomationResult]:
+    yield result
+    for child in result.child_results:
+        yield from _walk(child)
+
+
+def decide(result: AutomationResult) -> Decision | None:
+    """The decision for one asset's top-level result; None when nothing triggered it.
+
+    The library's conditions are an AND whose first operand is the trigger and whose other operands
+    are guards, in order; the first guard that is false is what held the asset back.
+    """
+    if not isinstance(result.key, dg.AssetKey):
+        return None
+    if result.condition.get_label() not in ("on_change", "on_cron"):
+        return Decision(result.key, "requested") if _true(result) else None
+    trigger, *guards = result.child_results
+    if not _true(trigger):
+        return None
+    reasons, expired_at = [], None
+    for node in _walk(trigger):
+        label = node.condition.get_label()
+        if label in REASONS and _true(node) and label not in reasons:
+            reasons.append(label)
+            if label == "expired":
+                expired_at = _metadata_value(node, EXPIRED_MATERIALIZATION)
+    ordered = tuple(reason for reason in REASONS if reason in reasons)
+    outcome, failures, next_allowed = "requested", None, None
+    for guard in guards:
+        label = guard.condition.get_label()
+        if label == BACKOFF_LABEL:
+            failures = _metadata_value(guard, FAILURES)
+            next_allowed = _metadata_value(guard, NEXT_ALLOWED)
+        if not _true(guard):
+            outcome = _HELD_BY.get(label, f"held_by_{label}")
+            if label == BACKOFF_LABEL and _metadata_value(guard, PAUSED):
+                outcome = "paused"
+            break
+    if outcome == "requested":
+        next_allowed = None
+    return Decision(result.key, outcome, ordered, expired_at, failures, next_allowed)
+
+
+def tag_run_request(
+    run_request: dg.RunRequest,
+    decisions: Mapping[dg.AssetKey, Decision],
+    priorities: Mapping[dg.AssetKey, int],
+    asset_run_tags: Mapping[dg.AssetKey, Mapping[str, str]] | None = None,
+) -> dg.RunRequest:
+    """`run_request` with the audit tags of the assets it builds, and their declared run tags."""
+    keys = list(run_request.asset_selection or [])
+    reasons = {reason for key in keys if key in decisions for reason in decisions[key].reasons}
+    tags = {name: value for key in keys for name, value in (asset_run_tags or {}).get(key, {}).items()}
+    tags[TRIGGER_TAG] = TRIGGER_VALUE
+    tags[REASON_TAG] = ",".join(reason for reason in REASONS if reason in reasons) or "unknown"
+    by_asset = json.dumps(
+        {k.to_user_string(): list(decisions[k].reasons) for k in keys if k in decisions},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    if len(by_asset) <= _MAX_TAG_VALUE:
+        tags[REASONS_BY_ASSET_TAG] = by_asset
+    expired = [
+        d.expired_materialization
+        for k in keys
+        if (d := decisions.get(k)) and d.expired_materialization is not None
+    ]
+    if expired:
+        tags[EXPIRED_TAG] = _iso(min(expired))
+    run_priorities = [priorities[key] for key in keys if key in priorities]
+    if run_priorities:
+        tags[PRIORITY_TAG] = str(max(run_priorities))
+    return run_request.with_replaced_attrs(tags={**(run_request.tags or {}), **tags})
+
+
+def run_tags_of(asset_graph, keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, dict[str, str]]:
+    """The `autopilot/run_tags` metadata of each key that has some."""
+    run_tags = {}
+    for key in keys:
+        if asset_graph.has(key):
+            value = asset_graph.get(key).metadata.get(RUN_TAGS_METADATA)
+            value = getattr(value, "value", value)
+            if value:
+                run_tags[key] = json.loads(value)
+    return run_tags
+
+
+def priorities_of(asset_graph, keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, int]:
+    """The `autopilot/priority` metadata of each key that has one."""
+    priorities = {}
+    for key in keys:
+        if not asset_graph.has(key):
+            continue
+        value = asset_graph.get(key).metadata.get(PRIORITY_METADATA)
+        value = getattr(value, "value", value)
+        if value is not None:
+            priorities[key] = int(value)
+    return priorities
+
+
+def evaluate_sensor_tick(
+    sensor: dg.AutomationConditionSensorDefinition,
+    context: dg.SensorEvaluationContext,
+    evaluation_time: datetime.datetime | None = None,
+) -> tuple[dg.SensorResult, TickSummary]:
+    """One tick of an automation sensor, as Dagster's user-code evaluation does it, plus the audit.
+
+    Returns the sensor result (run requests tagged per run) and the tick's decisions.
+    `evaluation_time` defaults to now (tests pass a controlled clock).
+    """
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        AutomationTickEvaluationContext,
+    )
+    from dagster._daemon.asset_daemon import (
+        asset_daemon_cursor_from_instigator_serialized_cursor,
+        asset_daemon_cursor_to_instigator_serialized_cursor,
+    )
+
+    asset_graph = context.repository_def.asset_graph
+    cursor = asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
+    evaluation_context = AutomationTickEvaluationContext(
+        evaluation_id=cursor.evaluation_id,
+        instance=context.instance,
+        asset_graph=asset_graph,
+        cursor=cursor,
+        materialize_run_tags=sensor.run_tags,
+        observe_run_tags={},
+        auto_observe_asset_keys=set(),
+        asset_selection=sensor.asset_selection,
+        emit_backfills=sensor.emit_backfills,
+        default_condition=sensor.default_condition,
+        logger=context.log,
+        evaluation_time=evaluation_time,
+    )
+    if evaluation_context.total_keys > MAX_ENTITIES:
+        raise DagsterInvalidInvocationError(
+            f"Automation sensor '{sensor.name}' targets {evaluation_context.total_keys} assets or "
+            f"checks, more than the {MAX_ENTITIES} a user-code sensor may evaluate."
+        )
+    # Dagster's evaluate() keeps the per-asset results to itself; capture them on the way out.
+    evaluator = evaluation_context._evaluator
+    original_evaluate = evaluator.evaluate
+    captured: list[Sequence[AutomationResult]] = []
+
+    def evaluate_and_capture():
+        results, subsets = original_evaluate()
+        captured.append(results)
+        return results, subsets
+
+    evaluator.evaluate = evaluate_and_capture
+    run_requests, new_cursor, evaluations = evaluation_context.evaluate()
+
+    summary = TickSummary([d for r in (captured[0] if captured else []) if (d := decide(r))])
+    decisions = {decision.key: decision for decision in summary.decisions}
+    requested = {key for rr in run_requests for key in (rr.asset_selection or [])}
+    priorities = priorities_of(asset_graph, requested)
+    run_tags = run_tags_of(asset_graph, requested)
+    tagged = [tag_run_request(rr, decisions, priorities, run_tags) for rr in run_requests]
+    for decision in summary.decisions:
+        context.log.info(f"autopilot decision {json.dumps(decision.as_log_record())}")
+    context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
+    result = dg.SensorResult(
+        run_requests=tagged,
+        cursor=asset_daemon_cursor_to_instigator_serialized_cursor(new_cursor),
+        automation_condition_evaluations=evaluations,
+    )
+    return result, summary

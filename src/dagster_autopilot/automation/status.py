@@ -1,0 +1,220 @@
+"""Policy status: for each automated asset, its policy, last runs, next refresh and backoff state.
+
+Read-only: it queries the instance (runs, asset records, the sensors' cursors) and the loaded
+definitions, and never evaluates a condition.
+"""
+
+import datetime
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+
+from dagster_autopilot.automation.apply import POLICY_METADATA, policy_of
+from dagster_autopilot.automation.audit import REASON_TAG, TRIGGER_TAG, TRIGGER_VALUE
+from dagster_autopilot.automation.guardrails import code_change_points, failure_state
+from dagster_autopilot.automation.policy import AutomationPolicy
+
+# Automation runs read back to find each asset's latest one; older ones only matter for assets
+# that have not been built by automation for a long time, which then show none.
+_AUTO_RUNS_READ = 1000
+
+
+@dataclass(frozen=True)
+class AutoRun:
+    """The latest run the automation launched for an asset."""
+
+    run_id: str
+    status: str
+    reasons: str
+    created: str
+
+
+@dataclass(frozen=True)
+class BackoffState:
+    """Failures since the last success (or code change) and what they hold back."""
+
+    failures: int
+    next_allowed: str | None
+    paused: bool
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """The status of one automated asset."""
+
+    asset: str
+    policy: str
+    last_materialization: str | None
+    last_auto_run: AutoRun | None
+    next_refresh: str | None
+    """ISO time of the next cron tick or TTL expiry, whichever is first; None for on-change only."""
+    next_refresh_kind: str | None
+    """`cron`, `ttl`, or None."""
+    backoff: BackoffState
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+def _automated_specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
+    specs = {}
+    for item in defs.assets or []:
+        for spec in item.specs if isinstance(item, dg.AssetsDefinition) else [item]:
+            if isinstance(spec, dg.AssetSpec) and spec.automation_condition is not None:
+                specs[spec.key] = spec
+    return specs
+
+
+def _latest_auto_runs(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> dict:
+    wanted, latest = set(keys), {}
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={TRIGGER_TAG: TRIGGER_VALUE}), limit=_AUTO_RUNS_READ
+    )
+    for record in records:  # newest first
+        run = record.dagster_run
+        for key in run.asset_selection or _planned_keys(instance, run.run_id):
+            if key in wanted and key not in latest:
+                latest[key] = AutoRun(
+                    run_id=run.run_id,
+                    status=run.status.value,
+                    reasons=run.tags.get(REASON_TAG, ""),
+                    created=record.create_timestamp.astimezone(datetime.UTC).isoformat(),
+                )
+    return latest
+
+
+def _planned_keys(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
+    """The assets a run planned to build, for runs launched without an explicit asset selection."""
+    from dagster._core.events import DagsterEventType
+
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return {r.asset_key for r in records if r.asset_key is not None}
+
+
+def _code_change_storage_ids(
+    instance: dg.DagsterInstance, defs: dg.Definitions, keys: Iterable[dg.AssetKey]
+) -> dict[dg.AssetKey, int]:
+    """Where each asset's code last changed, as the backoff guard recorded it in its sensor's cursor."""
+    from dagster._core.scheduler.instigation import InstigatorType
+    from dagster._daemon.asset_daemon import asset_daemon_cursor_from_instigator_serialized_cursor
+
+    names = {sensor.name for sensor in defs.sensors or []}
+    graph = defs.resolve_asset_graph()
+    found: dict[dg.AssetKey, int] = {}
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        cursor_text = getattr(state.instigator_data, "cursor", None)
+        if state.name not in names or not cursor_text:
+            continue
+        try:
+            cursor = asset_daemon_cursor_from_instigator_serialized_cursor(cursor_text, graph)
+        except Exception:  # a cursor from another version: status still shows the rest
+            continue
+        for key in keys:
+            previous = cursor.get_previous_condition_cursor(key)
+            if previous is None:
+                continue
+            extra = [n.extra_state for n in previous.node_cursors_by_unique_id.values()]
+            changed = code_change_points([e for e in extra if isinstance(e, str)])
+            if changed is not None:
+                found[key] = changed
+    return found
+
+
+def _next_refresh(
+    policy: AutomationPolicy, last_materialization: float | None, now: datetime.datetime
+) -> tuple[str | None, str | None]:
+    from dagster._utils.schedules import cron_string_iterator
+
+    candidates = []
+    if policy.cron is not None:
+        tick = next(cron_string_iterator(now.timestamp(), policy.cron, policy.timezone))
+        candidates.append((tick.timestamp(), "cron"))
+    if policy.freshness is not None and last_materialization is not None:
+        candidates.append((last_materialization + policy.freshness.ttl_seconds, "ttl"))
+    if not candidates:
+        return None, None
+    at, kind = min(candidates)
+    return _iso(at), kind
+
+
+def automation_status(
+    defs: dg.Definitions, instance: dg.DagsterInstance, now: datetime.datetime | None = None
+) -> list[AssetStatus]:
+    """The status of every asset of `defs` that has an automation condition, sorted by key."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    specs = _automated_specs(defs)
+    keys = sorted(specs, key=lambda key: key.to_user_string())
+    records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
+    auto_runs = _latest_auto_runs(instance, keys)
+    code_changes = _code_change_storage_ids(instance, defs, keys)
+    statuses = []
+    for key in keys:
+        spec = specs[key]
+        policy = policy_of(spec.metadata) or AutomationPolicy()
+        entry = records.get(key)
+        last = entry.last_materialization_record if entry else None
+        points = [p for p in (last.storage_id if last else None, code_changes.get(key)) if p]
+        failures = failure_state(instance, key, policy.backoff, max(points) if points else None)
+        next_at, next_kind = _next_refresh(policy, last.timestamp if last else None, now)
+        allowed = failures.next_allowed
+        statuses.append(
+            AssetStatus(
+                asset=key.to_user_string(),
+                policy=_text(spec.metadata.get(POLICY_METADATA)) or policy.describe(),
+                last_materialization=_iso(last.timestamp) if last else None,
+                last_auto_run=auto_runs.get(key),
+                next_refresh=next_at,
+                next_refresh_kind=next_kind,
+                backoff=BackoffState(
+                    failures=failures.failures,
+                    next_allowed=_iso(allowed) if allowed and allowed > now.timestamp() else None,
+                    paused=failures.paused,
+                ),
+            )
+        )
+    return statuses
+
+
+def _text(value) -> str | None:
+    return getattr(value, "value", value)
+
+
+def as_json(statuses: Iterable[AssetStatus]) -> str:
+    """The statuses as a JSON list, one object per asset."""
+    return json.dumps([asdict(status) for status in statuses], indent=2)
+
+
+def as_table(statuses: Iterable[AssetStatus]) -> str:
+    """The statuses as plain text, one block per asset."""
+    blocks = []
+    for status in statuses:
+        run = status.last_auto_run
+        backoff = status.backoff
+        if backoff.paused:
+            held = f"PAUSED after {backoff.failures} failures (until a success or a code change)"
+        elif backoff.next_allowed:
+            held = f"{backoff.failures} failures, next try not before {backoff.next_allowed}"
+        else:
+            held = f"{backoff.failures} failures, not held back"
+        lines: Mapping[str, str] = {
+            "policy": status.policy,
+            "last materialization": status.last_materialization or "never",
+            "last auto run": f"{run.run_id} {run.status} ({run.reasons}) at {run.created}"
+            if run
+            else "none",
+            "next refresh": f"{status.next_refresh} ({status.next_refresh_kind})"
+            if status.next_refresh
+            else "on change only",
+            "backoff": held,
+        }
+        blocks.append(
+            "\n".join([status.asset, *(f"  {name}: {value}" for name, value in lines.items())])
+        )
+    return "\n\n".join(blocks)
