@@ -305,21 +305,35 @@ code_location_target_module = "bench_project.definitions"
 """
 
 DEFINITIONS_PY = '''\
-"""Entry point `dg` loads: every component under `defs/`."""
+"""Entry point `dg` loads: every component under `defs/`, as `dagster_autopilot.definitions`."""
 
 import os
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.definitions_load_context import (
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("AUTOPILOT_DUCKDB_PATH", str(PROJECT_ROOT / ".data" / "warehouse.duckdb"))
 Path(os.environ["AUTOPILOT_DUCKDB_PATH"]).parent.mkdir(parents=True, exist_ok=True)
 
+# Same as the main project: the reconstruction right after an initialization reuses its build.
+_initialized: list[dg.Definitions] = []
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    load_type = DefinitionsLoadContext.get().load_type
+    if load_type == DefinitionsLoadType.RECONSTRUCTION and _initialized:
+        return _initialized.pop()
+    _initialized.clear()
+    built = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    if load_type == DefinitionsLoadType.INITIALIZATION:
+        _initialized.append(built)
+    return built
 '''
 
 

@@ -76,6 +76,42 @@ def test_a_saved_edit_reloads_every_code_location(tmp_path: Path, webserver):
     assert not watcher.is_alive(), "the replaced code server's watcher stops"
 
 
+def _start_watcher(project: Path, refresh) -> threading.Thread:
+    watcher = threading.Thread(
+        target=dev_reload._watch,
+        args=([project], lambda: project_fingerprint(project), project_fingerprint(project), 0.05),
+        kwargs={"refresh": refresh},
+        daemon=True,
+    )
+    watcher.start()
+    return watcher
+
+
+def test_the_state_is_refreshed_before_the_reload_is_asked_for(tmp_path: Path, webserver):
+    (tmp_path / "model.sql").write_text("select 1 as id")
+    refreshed: list[tuple[str, int]] = []
+    watcher = _start_watcher(
+        tmp_path, lambda fingerprint: refreshed.append((fingerprint, len(_reloads(webserver))))
+    )
+    (tmp_path / "model.sql").write_text("select 2 as id, 3 as tier")
+    assert _wait_until(lambda: _reloads(webserver) == ["analytics"])
+    watcher.join(timeout=5)
+    assert refreshed == [(project_fingerprint(tmp_path), 0)], "refreshed once, with the saved files"
+
+
+def test_a_failed_refresh_still_reloads(tmp_path: Path, webserver):
+    # The reloaded code server parses again and shows the dbt error in the UI.
+    (tmp_path / "model.sql").write_text("select 1 as id")
+
+    def broken_refresh(fingerprint: str) -> None:
+        raise RuntimeError("dbt parse failed")
+
+    watcher = _start_watcher(tmp_path, broken_refresh)
+    (tmp_path / "model.sql").write_text("select from")
+    assert _wait_until(lambda: _reloads(webserver) == ["analytics"])
+    watcher.join(timeout=5)
+
+
 def test_only_a_dev_code_server_watches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
     monkeypatch.setattr("sys.argv", ["dagster", "definitions", "validate"])

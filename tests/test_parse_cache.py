@@ -1,10 +1,15 @@
 """`dbt parse` is skipped when nothing it reads changed, and never when something did."""
 
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from dagster_dbt import DbtProject
 from harness import copy_project, load_defs
 
+from dagster_autopilot import dbt_parse_cache
 from dagster_autopilot.dbt_parse_cache import project_fingerprint
 
 
@@ -13,10 +18,8 @@ def _manifest(root: Path) -> Path:
     return manifest
 
 
-def _description(root: Path, key: str) -> str:
-    defs = load_defs(root)
-    (spec,) = [s for a in defs.assets for s in a.specs if s.key.to_user_string() == key]
-    return spec.description
+def _specs(root: Path) -> dict:
+    return {s.key.to_user_string(): s for a in load_defs(root).assets for s in a.specs}
 
 
 def test_unchanged_project_is_not_parsed_again_and_edits_are_seen(tmp_path: Path):
@@ -29,8 +32,26 @@ def test_unchanged_project_is_not_parsed_again_and_edits_are_seen(tmp_path: Path
 
     schema = root / "analytics_dbt" / "models" / "staging" / "schema.yml"
     schema.write_text(schema.read_text().replace("One row per order", "Exactly one row per order", 1))
-    assert _description(root, "stg_orders").startswith("Exactly one row per order")
+    specs = _specs(root)
+    assert specs["stg_orders"].description.startswith("Exactly one row per order")
     assert _manifest(root).stat().st_mtime_ns != parsed_at
+
+    # What the `dg dev` watcher does when a file is saved: parse in its own process, so that the
+    # reloaded code server loads the edit without parsing again.
+    before = specs["stg_customers"].code_version
+    model = root / "analytics_dbt" / "models" / "staging" / "stg_customers.sql"
+    model.write_text(model.read_text().replace("as full_name,", "as full_name,\n        1 as tier,", 1))
+    dbt_dir = root / "analytics_dbt"
+    (state_path,) = (root / "defs" / ".local_defs_state").glob("*/state")
+    dbt_parse_cache.refresh_state(
+        DbtProject(project_dir=dbt_dir, profiles_dir=dbt_dir),
+        state_path,
+        state_path.parent / "project",
+        project_fingerprint(dbt_dir),
+    )
+    refreshed_at = _manifest(root).stat().st_mtime_ns
+    assert _specs(root)["stg_customers"].code_version != before
+    assert _manifest(root).stat().st_mtime_ns == refreshed_at, "the refreshed state was fresh"
 
 
 def test_fingerprint_follows_files_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -47,3 +68,20 @@ def test_fingerprint_follows_files_and_the_environment(tmp_path: Path, monkeypat
 
     monkeypatch.setenv("DBT_TARGET", "postgres")
     assert project_fingerprint(project) != after_macro, "the target changes what is parsed"
+
+
+def test_a_load_waits_for_a_refresh_under_way_in_a_live_process(tmp_path: Path):
+    state_path = tmp_path / "state"
+    lock = tmp_path / dbt_parse_cache.REFRESHING_FILE
+    with subprocess.Popen(["sleep", "30"]) as refreshing:
+        lock.write_text(str(refreshing.pid))
+        threading.Timer(0.5, lock.unlink).start()
+        started = time.monotonic()
+        dbt_parse_cache.wait_for_refresh(state_path)
+        assert time.monotonic() - started >= 0.5
+        refreshing.kill()
+
+    lock.write_text(str(refreshing.pid))  # that process is gone: its lock is stale
+    started = time.monotonic()
+    dbt_parse_cache.wait_for_refresh(state_path)
+    assert time.monotonic() - started < 0.5

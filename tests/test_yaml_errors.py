@@ -74,3 +74,12 @@ def test_bad_meta_names_the_model_file_and_field(broken_copy):
     assert result.returncode != 0, output
     assert "models/staging/stg_orders.sql" in output, output
     assert "meta.dagster.automation.cron" in output, output
+
+
+def test_bad_talent_yaml_names_the_file_and_the_field(broken_copy):
+    root = broken_copy("  top_k: 10\n", "  top_k: ten\n", Path("defs") / "talent" / "defs.yaml")
+    result = dg_check_defs(root)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "talent/defs.yaml" in output, output
+    assert "top_k" in output, output

@@ -63,6 +63,10 @@ class LogicCodeVersions:
             if sep and prefix and name:
                 key = (macro.get("package_name", ""), name)
                 self._implementations.setdefault(key, []).append(macro_id)
+        # A macro is used by hundreds of nodes and a node is asked for again as every child's
+        # parent: normalize each text once per manifest.
+        self._macro_digests: dict[str, bytes] = {}
+        self._versions: dict[str, str | None] = {}
 
     def _is_internal(self, macro: Mapping[str, Any]) -> bool:
         package = macro.get("package_name", "")
@@ -82,8 +86,25 @@ class LogicCodeVersions:
             pending.extend(self._implementations.get((macro["package_name"], macro["name"]), []))
         return sorted(seen)
 
+    def _macro_digest(self, macro_id: str) -> bytes:
+        """The part of a version that one macro contributes: its id and its normalized body."""
+        digest = self._macro_digests.get(macro_id)
+        if digest is None:
+            body = normalize_sql(self._macros[macro_id]["macro_sql"])
+            digest = self._macro_digests[macro_id] = f"\0{macro_id}\0{body}".encode()
+        return digest
+
     def version(self, node: Mapping[str, Any]) -> str | None:
         """A version that changes when the node's logic changes, and only then."""
+        unique_id = node.get("unique_id")
+        if unique_id is not None and unique_id in self._versions:
+            return self._versions[unique_id]
+        version = self._compute_version(node)
+        if unique_id is not None:
+            self._versions[unique_id] = version
+        return version
+
+    def _compute_version(self, node: Mapping[str, Any]) -> str | None:
         if node.get("resource_type") == "seed":
             # A seed's logic is its data: dbt checksums the CSV file.
             return node.get("checksum", {}).get("checksum")
@@ -95,6 +116,5 @@ class LogicCodeVersions:
         for key in _LOGIC_CONFIG_KEYS:
             digest.update(f"\0{key}={config.get(key)!r}".encode())
         for macro_id in self._macro_ids_used(node):
-            body = normalize_sql(self._macros[macro_id]["macro_sql"])
-            digest.update(f"\0{macro_id}\0{body}".encode())
+            digest.update(self._macro_digest(macro_id))
         return digest.hexdigest()[:16]

@@ -1,9 +1,13 @@
 """In `dg dev`, reloads the code location by itself when a file of a dbt project is saved.
 
 Without it, an edited model is only seen after a manual "Reload definitions". The code server that
-loaded the definitions polls the project's files; on a change it asks the webserver to reload every
-code location, the new code server re-parses the project (see `dbt_parse_cache`), and the automation
-sensor's next tick sees the new code version.
+loaded the definitions polls the project's files. On a change it starts refreshing the parsed
+state itself, and at once asks the webserver to reload every code location. The parse runs while
+the new code server imports its modules: dbt is imported in this process already (warmed up in
+the background), so a partial `dbt parse` here costs seconds, where the new code server would
+start a `dbt` process and import dbt again. The new code server waits for the refresh, finds the
+state fresh (see `dbt_parse_cache`), and the automation sensor's next tick sees the new code
+version.
 """
 
 import itertools
@@ -22,6 +26,9 @@ from dagster_autopilot.dbt_parse_cache import source_files
 logger = logging.getLogger("dagster_autopilot.dev_reload")
 
 WEBSERVER_URL_ENV = "AUTOPILOT_WEBSERVER_URL"
+RELOAD_TIMEOUT_SECONDS = 600
+SETTLE_SECONDS = 0.1
+WARM_UP_DELAY_SECONDS = 15
 _watched: set[Path] = set()
 
 
@@ -62,13 +69,13 @@ def webserver_url() -> str:
     return f"http://{host}:{port}"
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+def _graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql",
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)
 
 
@@ -82,6 +89,8 @@ def reload_code_locations(url: str) -> list[str]:
             "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name)"
             " { __typename } }",
             {"name": name},
+            # The webserver answers once the new code server has loaded the definitions.
+            timeout=RELOAD_TIMEOUT_SECONDS,
         )
     return names
 
@@ -95,25 +104,64 @@ def _snapshot(directories: list[Path]) -> tuple:
 
 
 def _watch(
-    directories: list[Path], fingerprint: Callable[[], str], loaded: str | None, interval: float
+    directories: list[Path],
+    fingerprint: Callable[[], str],
+    loaded: str | None,
+    interval: float,
+    refresh: Callable[[str], None] | None = None,
+    warm_up: Callable[[], None] | None = None,
 ) -> None:
     loaded = loaded or fingerprint()
-    last = _snapshot(directories)
+    # Not at once: the code server is still building and serving the definitions, which the
+    # warm-up (seconds of imports, holding the GIL) would slow down.
+    warm_up_at = time.monotonic() + WARM_UP_DELAY_SECONDS
+    # No snapshot yet: the first pass compares the files with `loaded`, so that a save made while
+    # the definitions were being built is not missed.
+    last: tuple = ()
     while True:
-        time.sleep(interval)
+        if warm_up is not None and time.monotonic() >= warm_up_at:
+            try:
+                warm_up()
+            except Exception:
+                logger.exception("dbt project watcher could not warm up")
+            warm_up = None
         try:
             current = _snapshot(directories)
             if current == last:
+                time.sleep(interval)
                 continue
+            # An editor may write a file in several steps: wait until the files stop changing.
+            time.sleep(SETTLE_SECONDS)
+            while (settled := _snapshot(directories)) != current:
+                current = settled
+                time.sleep(SETTLE_SECONDS)
             last = current
-            if fingerprint() == loaded:
+            detected = time.time()
+            saved = max((mtime_ns for _, mtime_ns, _ in current), default=0) / 1e9
+            changed = fingerprint()
+            if changed == loaded:
                 continue  # touched, or saved back to what was loaded
+            if refresh is not None:
+                try:
+                    refresh(changed)
+                except Exception:
+                    # The reloaded code server parses again and reports the error in the UI.
+                    logger.exception("dbt project watcher could not refresh the parse in-process")
             url = webserver_url()
+            # Logged first: the reload replaces this process, possibly before the call returns.
+            logger.info(
+                "dbt project changed: save seen after %.1f s; asking %s to reload the code"
+                " locations at=%.3f",
+                detected - saved,
+                url,
+                time.time(),
+            )
             names = reload_code_locations(url)
-            logger.info("dbt project changed: reloaded code locations %s via %s", names, url)
+            logger.info("reloaded code locations %s", names)
             return  # this code server is being replaced by the reloaded one
         except Exception:  # a watcher must never take the code server down
             logger.exception("dbt project watcher could not reload the code location")
+            time.sleep(interval)
 
 
 def watch_in_dev(
@@ -121,19 +169,30 @@ def watch_in_dev(
     fingerprint: Callable[[], str],
     loaded: str | None,
     interval: float = 1.0,
+    refresh: Callable[[str], None] | None = None,
+    warm_up: Callable[[], None] | None = None,
 ) -> bool:
     """Starts watching `directories` when running as `dg dev`'s code server; True if started.
 
     `loaded` is the fingerprint the definitions were built from (computed when the thread starts
     if unknown); a reload is asked for when `fingerprint()` of the saved files differs from it.
+    Just before, `refresh(new_fingerprint)` (if given) starts writing the state the reloaded code
+    server will load; `warm_up()` runs once, a little after the thread starts, to prepare for it.
     """
     key = directories[0].resolve()
     if not _is_dev_code_server() or key in _watched:
         return False
     _watched.add(key)
+    if not logger.handlers:
+        # The code server configures no handler that prints INFO; `dg dev` shows its stderr.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     threading.Thread(
         target=_watch,
-        args=(directories, fingerprint, loaded, interval),
+        args=(directories, fingerprint, loaded, interval, refresh, warm_up),
         daemon=True,
         name="dbt-project-watcher",
     ).start()

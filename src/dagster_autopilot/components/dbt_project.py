@@ -10,7 +10,8 @@ from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtProject, DbtProjectComponent
 
 from dagster_autopilot import dbt_nodes, dbt_parse_cache, dev_reload
-from dagster_autopilot.automation.conditions import MATERIALIZATION_TAG, condition_for
+from dagster_autopilot.automation.apply import apply_policy, with_run_tags
+from dagster_autopilot.automation.conditions import MATERIALIZATION_TAG
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
     MaterializationPolicies,
@@ -18,6 +19,9 @@ from dagster_autopilot.automation.policy import (
     resolve_policy,
 )
 from dagster_autopilot.code_versions import LogicCodeVersions
+
+# The run tag the production run queue limits to one run per value (deploy/dagster.yaml).
+DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
 
 
 @dataclass
@@ -56,16 +60,28 @@ class CustomDbtComponent(DbtProjectComponent):
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
     ) -> dg.AssetSpec:
+        # dagster-dbt asks again for every parent of every node (6,641 calls for 1,025 assets);
+        # the spec of a node does not change within one manifest.
+        memo = self.__dict__.setdefault("_spec_memo", {})
+        key = (id(manifest), unique_id, id(project))
+        if key not in memo:
+            memo[key] = self._build_asset_spec(manifest, unique_id, project)
+        return memo[key]
+
+    def _build_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = self.get_resource_props(manifest, unique_id)
         if node.get("resource_type") not in ("model", "seed", "snapshot"):
             return spec
-        policy = self._policy_for(node)
-        return spec.replace_attributes(
+        spec = spec.replace_attributes(
             tags={**spec.tags, MATERIALIZATION_TAG: dbt_nodes.materialization(node)},
-            automation_condition=condition_for(policy, self._views_between(manifest, node)),
             code_version=self._code_version_for(manifest, node, spec.code_version),
-        ).merge_attributes(metadata={"autopilot/policy": policy.describe()})
+        )
+        # One dbt run per project at a time in production (a tag limit in deploy/dagster.yaml).
+        spec = with_run_tags(spec, {DBT_PROJECT_RUN_TAG: manifest["metadata"]["project_name"]})
+        return apply_policy(spec, self._policy_for(node), view_depth=self._views_between(manifest, node))
 
     def _parse_inputs(self) -> list[Path]:
         project = self.dbt_project
@@ -80,6 +96,8 @@ class CustomDbtComponent(DbtProjectComponent):
     def write_state_to_path(self, state_path: Path) -> None:
         """Prepares the project (copy + `dbt parse`) unless nothing it depends on has changed."""
         project = self.dbt_project
+        # In `dg dev`, the replaced code server may still be parsing the edit that reloaded us.
+        dbt_parse_cache.wait_for_refresh(state_path)
         fingerprint = self._fingerprint()
         # Where the prepared copy's manifest lives; the copy itself may not exist yet.
         copy_dir = self._project_manager._local_project_dir(state_path)
@@ -96,7 +114,19 @@ class CustomDbtComponent(DbtProjectComponent):
         defs = super().build_defs_from_state(context, state_path)
         if self.reload_on_save:
             loaded = dbt_parse_cache.remembered(state_path) if state_path else None
-            dev_reload.watch_in_dev(self._parse_inputs(), self._fingerprint, loaded)
+            # The watcher parses in this process, where dbt is warm, before asking for the
+            # reload, so that the reloaded code server finds the state fresh and skips the parse.
+            refresh = None
+            if state_path is not None and self.reuse_parse:
+                copy_dir = self._project_manager._local_project_dir(state_path)
+                refresh = dbt_parse_cache.refresher(self.dbt_project, state_path, copy_dir)
+            dev_reload.watch_in_dev(
+                self._parse_inputs(),
+                self._fingerprint,
+                loaded,
+                refresh=refresh,
+                warm_up=dbt_parse_cache.warm_up if refresh else None,
+            )
         return defs
 
     def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:

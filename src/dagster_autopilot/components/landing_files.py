@@ -12,6 +12,7 @@ from dagster.components.resolved.model import Resolver
 from dagster_autopilot.assets import landing
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
+from dagster_autopilot.field_checks import require_number
 from dagster_autopilot.records import RecordSpec
 from dagster_autopilot.warehouse import Warehouse
 
@@ -60,6 +61,10 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
 
     description: str | None = None
     """What the raw table holds, shown in the UI."""
+
+    def __post_init__(self) -> None:
+        require_number("max_text_chars", self.max_text_chars, minimum=1)
+        require_number("sensor_interval_seconds", self.sensor_interval_seconds, minimum=1)
 
     @property
     def record_spec(self) -> RecordSpec:

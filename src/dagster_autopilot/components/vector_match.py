@@ -11,6 +11,7 @@ from dagster_autopilot.assets.matching import MatchSides, match_incrementally
 from dagster_autopilot.assets.specs import table_name
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
+from dagster_autopilot.field_checks import require_number
 from dagster_autopilot.warehouse import Warehouse
 
 
@@ -55,10 +56,10 @@ class VectorMatchComponent(dg.Component, dg.Resolvable):
     """Asset group shown in the UI."""
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k: must be at least 1, got {self.top_k}")
-        if not -1.0 <= self.min_score <= 1.0:
-            raise ValueError(f"min_score: a cosine similarity lies in [-1, 1], got {self.min_score}")
+        require_number("top_k", self.top_k, minimum=1)
+        # A cosine similarity lies in [-1, 1].
+        require_number("min_score", self.min_score, integer=False, minimum=-1.0, maximum=1.0)
+        require_number("preview_rows", self.preview_rows, minimum=0)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         sides = MatchSides(
