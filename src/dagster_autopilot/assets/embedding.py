@@ -154,7 +154,10 @@ def _delete_ids(session: Session, table: str, id_column: str, ids: Sequence) -> 
 
 def read_vectors(session: Session, table: str, id_column: str) -> tuple[list, list, np.ndarray]:
     """Ids, content hashes and the float32 matrix of a vectors table, ordered by id."""
-    rows = session.fetch_all(f"select {id_column}, content_hash, embedding from {table} order by 1")
+    rows = session.fetch_all(f"select {id_column}, content_hash, embedding from {table}")
+    # Sorted here, not by SQL: a PostgreSQL collation may order ids unlike Python, and ties between
+    # equal scores are broken by this order in full and incremental runs alike.
+    rows.sort(key=lambda row: row[0])
     ids = [row[0] for row in rows]
     hashes = [row[1] for row in rows]
     matrix = np.asarray([row[2] for row in rows], dtype=np.float32)
