@@ -202,7 +202,7 @@ def _stand_in_job(defs: dg.Definitions) -> dg.JobDefinition:
     ).resolve_job_def("stand_in_job")
 
 
-def build_everything_with_dbt(defs: dg.Definitions) -> None:
+def build_everything_with_dbt(defs: dg.Definitions) -> dg.ExecuteInProcessResult:
     """Materializes every asset with dbt for real; every asset builds and every dbt test passes."""
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     with dg.instance_for_test() as instance:
@@ -217,6 +217,7 @@ def build_everything_with_dbt(defs: dg.Definitions) -> None:
     assert len(declared) > 20, "the dbt tests surface as asset checks"
     assert {c.asset_check_key for c in checks} == declared
     assert [c.check_name for c in checks if not c.passed] == []
+    return result
 
 
 def run_at_clock(ticker: Ticker, keys: Iterable[str], fail: bool = False) -> dg.ExecuteInProcessResult:

@@ -1,11 +1,13 @@
 """The talent assets' logic on a real DuckDB warehouse: landing, embedding and matching.
 
 dbt is not involved here (the normalized tables are written directly), so these run in seconds;
-`test_talent_pipeline.py` runs the whole chain with dbt.
+`test_end_to_end.py` runs the whole chain with dbt.
 """
 
 import hashlib
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -176,11 +178,20 @@ def test_a_crash_while_writing_matches_leaves_the_previous_table_whole(monkeypat
     assert matches_of(warehouse) == before
 
 
+@contextmanager
+def landed_files_removed(folder: Path):
+    """The project copy is shared: leave its landing folder as it was found."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_the_arrivals_sensor_requests_each_new_file_once(project_defs, project_root: Path):
     sensor = project_defs.get_sensor_def("raw_candidates_arrivals")
     folder = project_root / ".data" / "landing" / "candidates"
     candidates, _ = generate(10, 0, seed=5)
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, landed_files_removed(folder):
 
         def tick(cursor: str | None) -> dg.SensorResult:
             context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=project_defs)
