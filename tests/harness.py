@@ -106,6 +106,8 @@ class Ticker:
     now: datetime.datetime
     cursor: object | None = None
     history: list[set[str]] = field(default_factory=list)
+    selection: frozenset[str] | None = None
+    """The assets to evaluate; None evaluates every asset."""
 
     def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
         """One tick, `advance` after the previous one; returns the requested asset keys."""
@@ -113,6 +115,7 @@ class Ticker:
         result = dg.evaluate_automation_conditions(
             defs=self.defs,
             instance=self.instance,
+            asset_selection=dg.AssetSelection.assets(*self.selection) if self.selection else None,
             cursor=self.cursor,
             evaluation_time=self.now,
         )
@@ -234,23 +237,4 @@ class AnalyticsTicker(Ticker):
     """A `Ticker` that evaluates only the analytics dbt project's assets, so tests about it do not
     depend on what other components of the project automate."""
 
-    selection: frozenset[str] = ANALYTICS_ASSETS
-
-    def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
-        """One tick of the selected assets, `advance` after the previous one; the requested keys."""
-        self.now += advance
-        result = dg.evaluate_automation_conditions(
-            defs=self.defs,
-            instance=self.instance,
-            asset_selection=dg.AssetSelection.assets(*self.selection),
-            cursor=self.cursor,
-            evaluation_time=self.now,
-        )
-        self.cursor = result.cursor
-        requested = {
-            r.key.to_user_string()
-            for r in result.results
-            if isinstance(r.key, dg.AssetKey) and not r.true_subset.is_empty
-        }
-        self.history.append(requested)
-        return requested
+    selection: frozenset[str] | None = ANALYTICS_ASSETS

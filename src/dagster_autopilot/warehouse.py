@@ -184,11 +184,12 @@ class Session:
             self._cursor.executemany(f"insert into {table} ({names}) values ({marks})", batch)
         return len(batch)
 
-    def swap_in(self, table: str, staging: str) -> None:
-        """Replaces `table` with `staging` inside this transaction.
-
-        Readers see the old table or the new one, never a half-written one: a crash before commit
-        rolls the whole swap back.
-        """
-        self.execute(f"drop table if exists {table}")
-        self.execute(f"alter table {staging} rename to {table}")
+    def delete_ids(self, table: str, column: str, ids: Sequence[Any]) -> None:
+        """Deletes the rows whose `column` is one of `ids`, through a temporary table: portable,
+        and fine for any number of ids."""
+        if not ids:
+            return
+        self.execute("create temporary table if not exists autopilot_ids (id varchar)")
+        self.execute("delete from autopilot_ids")
+        self.insert("autopilot_ids", ["id"], [(i,) for i in ids])
+        self.execute(f"delete from {table} where {column} in (select id from autopilot_ids)")

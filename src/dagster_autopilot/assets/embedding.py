@@ -105,7 +105,7 @@ def embed_incrementally(
         if session.table_exists(target) and _stored_dimensions(session, target) != embedder.dimensions:
             session.execute(f"drop table {target}")
         session.create_table(target, columns, dimensions=embedder.dimensions)
-        _delete_ids(session, target, source.id_column, [*plan.to_delete, *plan.to_embed])
+        session.delete_ids(target, source.id_column, [*plan.to_delete, *plan.to_embed])
         for start in range(0, len(texts), EMBED_BATCH_ROWS):
             batch = texts[start : start + EMBED_BATCH_ROWS]
             vectors = embedder.embed([text for _, _, text in batch])
@@ -140,16 +140,6 @@ def _texts(session: Session, source: EmbeddingSource, ids: Sequence) -> list[tup
 def _stored_dimensions(session: Session, target: str) -> int | None:
     row = session.fetch_all(f"select embedding from {target} limit 1")
     return len(row[0][0]) if row else None
-
-
-def _delete_ids(session: Session, table: str, id_column: str, ids: Sequence) -> None:
-    """Deletes rows by id through a temporary table: portable, and fine for any number of ids."""
-    if not ids:
-        return
-    session.execute("create temporary table if not exists autopilot_ids (id varchar)")
-    session.execute("delete from autopilot_ids")
-    session.insert("autopilot_ids", ["id"], [(i,) for i in ids])
-    session.execute(f"delete from {table} where {id_column} in (select id from autopilot_ids)")
 
 
 def read_vectors(session: Session, table: str, id_column: str) -> tuple[list, list, np.ndarray]:

@@ -190,7 +190,7 @@ def _write(session: Session, output: str, stored: dict, rewritten: dict, dropped
     A pair that survives a rewrite keeps its `matched_at`, so a rerun changes nothing.
     """
     now = datetime.now(UTC).replace(tzinfo=None)
-    _delete_candidates(session, output, "candidate_id", [*rewritten, *dropped])
+    session.delete_ids(output, "candidate_id", [*rewritten, *dropped])
     rows = []
     for cid, pairs in rewritten.items():
         since = {job: matched_at for job, _, matched_at in stored.get(cid, [])}
@@ -210,15 +210,6 @@ def _record_inputs(
         *(("job", i, h) for i, h in zip(jobs.ids, jobs.hashes, strict=True)),
     ]
     session.insert(inputs_table(output), [name for name, _ in INPUT_COLUMNS], rows)
-
-
-def _delete_candidates(session: Session, table: str, column: str, ids: Sequence) -> None:
-    if not ids:
-        return
-    session.execute("create temporary table if not exists autopilot_ids (id varchar)")
-    session.execute("delete from autopilot_ids")
-    session.insert("autopilot_ids", ["id"], [(i,) for i in ids])
-    session.execute(f"delete from {table} where {column} in (select id from autopilot_ids)")
 
 
 def _stored_matches(session: Session, output: str) -> dict[Any, list[tuple]]:
