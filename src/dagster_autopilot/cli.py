@@ -18,12 +18,17 @@ def load_project_defs(project_root: Path):
     return dg.load_from_defs_folder(path_within_project=project_root)
 
 
+# The options every command takes.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ProjectRoot = Annotated[
+    Path, typer.Option("--project-root", help="A path inside the dg project (default: here).")
+]
+
+
 @app.command()
 def status(
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    project_root: Annotated[
-        Path, typer.Option("--project-root", help="A path inside the dg project (default: here).")
-    ] = Path("."),
+    json_output: JsonFlag = False,
+    project_root: ProjectRoot = Path("."),
 ) -> None:
     """For each automated asset: policy, last materialization, last auto run, next refresh, backoff.
 
@@ -41,10 +46,8 @@ def status(
 
 @app.command("estimate-cost")
 def estimate_cost(
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    project_root: Annotated[
-        Path, typer.Option("--project-root", help="A path inside the dg project (default: here).")
-    ] = Path("."),
+    json_output: JsonFlag = False,
+    project_root: ProjectRoot = Path("."),
 ) -> None:
     """What embedding the pending records (new or changed since the last run) would cost.
 
