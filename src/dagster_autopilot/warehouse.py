@@ -98,7 +98,13 @@ class Warehouse:
                 dbname=os.environ["POSTGRES_DB"],
             )
             with connection.cursor() as cursor:
+                # `create schema if not exists` is not safe against itself: two steps that open the
+                # warehouse at the same moment can both try to create it, and one fails on the
+                # catalog's unique index. An advisory lock, released by the commit, makes them take
+                # turns; the session's own transaction starts after it.
+                cursor.execute("select pg_advisory_xact_lock(hashtext('autopilot: create schema'))")
                 cursor.execute(f"create schema if not exists {self.schema}")
+                connection.commit()
                 cursor.execute(f"set search_path to {self.schema}")
             return connection
 

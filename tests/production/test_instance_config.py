@@ -15,6 +15,8 @@ from dagster_postgres.storage import DagsterPostgresStorage
 from dagster_postgres.utils import pg_url_from_config
 from harness import REPO_ROOT
 
+from dagster_autopilot.run_launcher import PreloadedRunLauncher
+
 DAGSTER_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 SECRET_ENV = {
     "DAGSTER_PG_USERNAME": "dagster_user",
@@ -77,3 +79,12 @@ def test_run_monitoring_and_no_prompt(instance_ref: InstanceRef):
     assert instance_ref.settings["run_monitoring"]["enabled"] is True
     assert instance_ref.settings["nux"] == {"enabled": False}
     assert instance_ref.settings["telemetry"] == {"enabled": False}
+
+
+def test_runs_are_forked_from_a_process_that_preloaded_the_code_location(instance_ref: InstanceRef):
+    launcher = instance_ref.run_launcher
+    assert isinstance(launcher, PreloadedRunLauncher)
+    # The module `deploy/workspace.yaml` loads, so a run finds its definitions already imported.
+    workspace = yaml.safe_load((REPO_ROOT / "deploy" / "workspace.yaml").read_text())
+    module = workspace["load_from"][0]["python_module"]["module_name"]
+    assert module in launcher.preload_modules

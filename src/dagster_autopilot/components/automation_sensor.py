@@ -77,8 +77,8 @@ class AutomationSensorComponent(dg.Component, dg.Resolvable):
     """Dagster selection string of the assets these sensors evaluate."""
 
     minimum_interval_seconds: int = 10
-    """Seconds between ticks. The daemon checks sensors on a 5 s loop, so with 10 s an upstream
-    update is requested 10 to 15 s later (plus the tick itself), against 30 to 35 s by default."""
+    """Least seconds between ticks. The daemon checks sensors on a 5 s loop: 4 ticks at every loop
+    (about every 5 s), while 10 ticks 10 to 15 s apart. Dagster's default is 30."""
 
     running_by_default: bool = True
     """Start the sensors RUNNING. Set `false` to start them STOPPED and switch them on in the UI."""

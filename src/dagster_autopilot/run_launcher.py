@@ -1,0 +1,124 @@
+"""A run launcher that starts each run in a process forked from one that has already imported the code.
+
+Dagster's `DefaultRunLauncher` asks the code server to spawn a fresh Python process per run. That
+process imports dagster, dbt and the project, and loads the definitions, before the run starts:
+about 10 s of CPU on a small machine, paid again by every run. `PreloadedRunLauncher` keeps one
+`forkserver` process per launcher process (the daemon) that imports `preload_modules` once. Each run
+is forked from it, so a run starts after the definitions are loaded, not after the imports too.
+
+The run itself executes exactly as under `dagster api execute_run`, the command that Dagster's
+Docker and Kubernetes launchers run: same run worker, same events, same compute logs.
+
+Use it on one machine, for services that share the project's Python environment (as
+`deploy/workspace.yaml` does). Preloaded modules are the ones of the daemon's start: restart the
+daemon when the Python code changes (the dbt project's state is read by every run, so a new dbt
+parse needs no restart). On more than one machine, use dagster-k8s's launcher instead.
+"""
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagster import Array, Field
+from dagster._cli.api import _execute_run_command_body
+from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
+from dagster._core.instance import DagsterInstance, InstanceRef
+from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
+from dagster._serdes import ConfigurableClassData
+from dagster._utils.interrupts import capture_interrupts
+
+# Which process runs a run, so that `terminate` (called by the webserver) can interrupt it.
+WORKER_PID_TAG = "autopilot/run_worker_pid"
+
+
+class PreloadedRunLauncher(DefaultRunLauncher):
+    """Launches each run in a process forked from a warm `forkserver` that imported `preload_modules`.
+
+    Configured in `dagster.yaml`:
+
+        run_launcher:
+          module: dagster_autopilot.run_launcher
+          class: PreloadedRunLauncher
+          config:
+            preload_modules: [dagster_autopilot.definitions]
+    """
+
+    def __init__(
+        self, preload_modules: Sequence[str] = (), inst_data: ConfigurableClassData | None = None
+    ):
+        super().__init__(inst_data=inst_data)
+        self._preload_modules = ["dagster._cli.api", *preload_modules]
+        self._context: Any = None
+
+    @property
+    def preload_modules(self) -> list[str]:
+        """What the warm process imports before it forks any run."""
+        return list(self._preload_modules)
+
+    @classmethod
+    def config_type(cls) -> dict[str, Field]:
+        return {
+            "preload_modules": Field(
+                Array(str),
+                is_required=False,
+                default_value=[],
+                description=(
+                    "Modules the warm process imports once, e.g. the code location's module. "
+                    "A module that fails to import is skipped there and imported by each run."
+                ),
+            )
+        }
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> "PreloadedRunLauncher":
+        return cls(preload_modules=config_value.get("preload_modules", []), inst_data=inst_data)
+
+    def _forkserver(self) -> Any:
+        # Started on the first launch, not in __init__: the webserver builds this launcher too (to
+        # terminate runs) and must not pay for a warm process it never uses.
+        if self._context is None:
+            self._context = multiprocessing.get_context("forkserver")
+            self._context.set_forkserver_preload(self._preload_modules)
+        return self._context
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        worker = self._forkserver().Process(
+            target=_run_worker,
+            args=(run.run_id, self._instance.get_ref()),
+            name=f"dagster-run-{run.run_id}",
+        )
+        worker.start()
+        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(worker.pid)})
+        self._run_ids.add(run.run_id)
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        # The worker also watches for CANCELING itself (see `_run_worker`); the signal is faster.
+        pid = run.tags.get(WORKER_PID_TAG)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGINT)
+        return True
+
+
+def _run_worker(run_id: str, instance_ref: InstanceRef) -> None:
+    """The forked run process: the body of `dagster api execute_run` (a private function of
+    dagster 1.13), plus a thread that interrupts the run once it is marked CANCELING."""
+    with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
+        watcher, stop_watching = start_run_cancellation_thread(instance, run_id)
+        try:
+            _execute_run_command_body(
+                run_id, instance, lambda _event: None, set_exit_code_on_failure=False
+            )
+        finally:
+            stop_watching.set()
+            watcher.join(timeout=15)
