@@ -1,13 +1,14 @@
 """`PreloadedRunLauncher`: runs start in processes forked from a warm one, and can be cancelled."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from dagster._core.launcher import LaunchRunContext
+from dagster._core.launcher import LaunchRunContext, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from dagster_autopilot.run_launcher import WORKER_PID_TAG, PreloadedRunLauncher
@@ -72,3 +73,18 @@ def test_terminate_cancels_a_running_run(instance: dg.DagsterInstance):
     run = _wait_until(instance, run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}, 60)
     assert run.status == DagsterRunStatus.CANCELED
     assert not instance.run_launcher.terminate(run_id), "a finished run is not terminated again"
+
+
+def test_run_monitoring_sees_a_dead_worker(instance: dg.DagsterInstance):
+    run_id = _launch(instance, "slow")
+    run = _wait_until(instance, run_id, {DagsterRunStatus.STARTED})
+    launcher = instance.run_launcher
+    assert launcher.supports_check_run_worker_health
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    worker_pid = int(run.tags[WORKER_PID_TAG])
+    os.kill(worker_pid, signal.SIGKILL)  # as the out-of-memory killer would
+    deadline = time.monotonic() + 30
+    while launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING:
+        assert time.monotonic() < deadline, f"worker {worker_pid} still reported running"
+        time.sleep(0.2)
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.FAILED

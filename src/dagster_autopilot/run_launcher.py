@@ -26,7 +26,13 @@ from dagster import Array, Field
 from dagster._cli.api import _execute_run_command_body
 from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
 from dagster._core.instance import DagsterInstance, InstanceRef
-from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    DefaultRunLauncher,
+    LaunchRunContext,
+    WorkerStatus,
+)
+from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.interrupts import capture_interrupts
 
@@ -108,6 +114,23 @@ class PreloadedRunLauncher(DefaultRunLauncher):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGINT)
         return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        """Run monitoring asks this of every started run: a worker that died (killed, out of
+        memory) is reported FAILED, so its run fails instead of staying in progress forever and
+        keeping the automation's "not busy" guard closed."""
+        pid = run.tags.get(WORKER_PID_TAG)
+        if pid is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"no {WORKER_PID_TAG} tag")
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
+        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=pid)
 
 
 def _run_worker(run_id: str, instance_ref: InstanceRef) -> None:
