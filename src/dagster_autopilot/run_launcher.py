@@ -57,7 +57,7 @@ class PreloadedRunLauncher(DefaultRunLauncher):
     ):
         super().__init__(inst_data=inst_data)
         self._preload_modules = ["dagster._cli.api", *preload_modules]
-        self._context: Any = None
+        self._context: Any = None  # the forkserver context, once the first run is launched
 
     @property
     def preload_modules(self) -> list[str]:
@@ -109,10 +109,10 @@ class PreloadedRunLauncher(DefaultRunLauncher):
             return False
         self._instance.report_run_canceling(run)
         # The worker also watches for CANCELING itself (see `_run_worker`); the signal is faster.
-        pid = run.tags.get(WORKER_PID_TAG)
-        if pid:
+        pid = _worker_pid(run)
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGINT)
+                os.kill(pid, signal.SIGINT)
         return True
 
     @property
@@ -123,14 +123,20 @@ class PreloadedRunLauncher(DefaultRunLauncher):
         """Run monitoring asks this of every started run: a worker that died (killed, out of
         memory) is reported FAILED, so its run fails instead of staying in progress forever and
         keeping the automation's "not busy" guard closed."""
-        pid = run.tags.get(WORKER_PID_TAG)
+        pid = _worker_pid(run)
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"no {WORKER_PID_TAG} tag")
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
-        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=pid)
+        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+
+
+def _worker_pid(run: DagsterRun) -> int | None:
+    """The pid `launch_run` tagged the run with; None for a run this launcher did not start."""
+    pid = run.tags.get(WORKER_PID_TAG)
+    return int(pid) if pid else None
 
 
 def _run_worker(run_id: str, instance_ref: InstanceRef) -> None:
