@@ -36,30 +36,3 @@ def meta_policy(node: Mapping[str, Any]) -> AutomationPolicy | None:
             for e in error.errors()
         )
         raise InvalidMetaPolicyError(f"{where}: {problems}") from None
-
-
-def view_chain_lengths(manifest: Mapping[str, Any]) -> dict[str, int]:
-    """For every node, how many views deep its longest chain of view ancestors (itself included) is."""
-    nodes = manifest.get("nodes", {})
-    lengths: dict[str, int] = {}
-
-    def length(unique_id: str) -> int:
-        if unique_id not in lengths:
-            node = nodes.get(unique_id)
-            if node is None or materialization(node) != "view":
-                lengths[unique_id] = 0
-            else:
-                lengths[unique_id] = 0  # guards against a cycle while we recurse
-                parents = node.get("depends_on", {}).get("nodes", [])
-                lengths[unique_id] = 1 + max((length(p) for p in parents), default=0)
-        return lengths[unique_id]
-
-    for unique_id in nodes:
-        length(unique_id)
-    return lengths
-
-
-def views_between(node: Mapping[str, Any], chains: Mapping[str, int]) -> int:
-    """How many views deep the node must look to reach the real data behind its parents."""
-    parents = node.get("depends_on", {}).get("nodes", [])
-    return max((chains.get(p, 0) for p in parents), default=0)

@@ -21,14 +21,11 @@ AUTOMATION_TAG = "autopilot/automation"
 find the assets that only run when asked."""
 
 
-def apply_policy(
-    spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict, *, view_depth: int = 0
-) -> dg.AssetSpec:
+def apply_policy(spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict) -> dg.AssetSpec:
     """`spec` with the policy's automation condition and its policy metadata.
 
     `policy` is an `AutomationPolicy`, a mapping in the YAML form, or a shorthand (`eager`, `lazy`,
-    `none`). `view_depth` is how many views deep the asset looks through its parents to their data
-    (0 for Python assets). A disabled policy removes any automation condition.
+    `none`). A disabled policy removes any automation condition.
     """
     policy = as_policy(policy)
     metadata: dict[str, object] = {
@@ -38,9 +35,9 @@ def apply_policy(
     if policy.priority is not None:
         metadata[PRIORITY_METADATA] = policy.priority
     mode = "off" if not policy.enabled else ("on_cron" if policy.is_cron else "on_change")
-    return spec.replace_attributes(
-        automation_condition=condition_for(policy, view_depth)
-    ).merge_attributes(metadata=metadata, tags={AUTOMATION_TAG: mode})
+    return spec.replace_attributes(automation_condition=condition_for(policy)).merge_attributes(
+        metadata=metadata, tags={AUTOMATION_TAG: mode}
+    )
 
 
 def policy_of(metadata) -> AutomationPolicy | None:

@@ -1,5 +1,6 @@
 """CustomDbtComponent: a dbt project whose every asset keeps itself fresh, as the YAML says."""
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,13 +76,20 @@ class CustomDbtComponent(DbtProjectComponent):
         node = self.get_resource_props(manifest, unique_id)
         if node.get("resource_type") not in ("model", "seed", "snapshot"):
             return spec
-        spec = spec.replace_attributes(
-            tags={**spec.tags, MATERIALIZATION_TAG: dbt_nodes.materialization(node)},
-            code_version=self._code_version_for(manifest, node, spec.code_version),
-        )
+        materialization = dbt_nodes.materialization(node)
+        with warnings.catch_warnings():
+            # Virtual assets are a preview in 1.13; one warning per view would bury dg's output.
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            spec = spec.replace_attributes(
+                tags={**spec.tags, MATERIALIZATION_TAG: materialization},
+                code_version=self._code_version_for(manifest, node, spec.code_version),
+                # A view stores no data: its children look through it to the data behind it
+                # (`UPSTREAM_UPDATED` in automation/conditions.py).
+                is_virtual=materialization == "view",
+            )
         # One dbt run per project at a time in production (a tag limit in deploy/dagster.yaml).
         spec = with_run_tags(spec, {DBT_PROJECT_RUN_TAG: manifest["metadata"]["project_name"]})
-        return apply_policy(spec, self._policy_for(node), view_depth=self._views_between(manifest, node))
+        return apply_policy(spec, self._policy_for(node))
 
     def _parse_inputs(self) -> list[Path]:
         project = self.dbt_project
@@ -154,9 +162,6 @@ class CustomDbtComponent(DbtProjectComponent):
             return literal
         return self._facts(manifest).code_versions.version(node)
 
-    def _views_between(self, manifest: Mapping[str, Any], node: Mapping[str, Any]) -> int:
-        return dbt_nodes.views_between(node, self._facts(manifest).view_chains)
-
     def _facts(self, manifest: Mapping[str, Any]) -> "_ManifestFacts":
         # Computed once per parsed manifest and shared by all of its nodes.
         cached: _ManifestFacts | None = getattr(self, "_manifest_facts", None)
@@ -169,5 +174,4 @@ class CustomDbtComponent(DbtProjectComponent):
 class _ManifestFacts:
     def __init__(self, manifest: Mapping[str, Any]):
         self.manifest = manifest
-        self.view_chains = dbt_nodes.view_chain_lengths(manifest)
         self.code_versions = LogicCodeVersions(manifest)
