@@ -70,6 +70,15 @@ def test_tables_rebuild_at_cron_only_when_upstream_changed(ticker: Ticker):
     assert ticker.tick(24 * HOUR) == set(), "Wednesday 06:00: nothing changed, nothing rebuilt"
 
 
+def test_a_view_rebuilt_on_its_own_makes_the_tables_reading_it_stale(ticker: Ticker):
+    build_everything(ticker)
+    # A view rebuilt alone (as after an edit of its SQL): the data behind it did not change, the
+    # view did, so the tables reading it rebuild at their next cron tick.
+    ticker.simulate_run({"stg_orders"})
+    assert ticker.tick(HOUR) == set(), "tables wait for their cron tick"
+    assert ticker.tick(23 * HOUR) == TABLES
+
+
 def test_tables_see_through_views_to_the_seed(ticker: Ticker):
     build_everything(ticker)
     # The seed changes but its view is not rebuilt before the cron tick (its run is still going).

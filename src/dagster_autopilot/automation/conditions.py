@@ -1,20 +1,19 @@
-"""The automation conditions the library assigns: Dagster's built-in operands plus three guardrails.
+"""The automation conditions the library assigns: Dagster's built-in operands plus four of our own.
 
-The freshness, quiet-hours and backoff guardrails (`guardrails.py`) are custom conditions, so the
-sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
-shaped as it is. The labels `missing`, `code_changed`, `deps_updated`, `cron` and `expired` are the
-reasons the audit trail reads back from each evaluation.
+The freshness, quiet-hours and backoff guardrails (`guardrails.py`) and the upstream operand
+(`upstream.py`) are custom conditions, so the sensors evaluate in the user-code server. Each named
+piece carries a comment that says why it is shaped as it is. The labels `missing`, `code_changed`,
+`deps_updated`, `cron` and `expired` are the reasons the audit trail reads back from each
+evaluation.
 """
 
 import functools
-import threading
-from collections.abc import Set as AbstractSet
 
 import dagster as dg
-from dagster._core.definitions.asset_selection import TagAssetSelection
 
 from dagster_autopilot.automation.guardrails import BackoffAllows, Expired, OutsideQuietHours
 from dagster_autopilot.automation.policy import AutomationPolicy
+from dagster_autopilot.automation.upstream import UpstreamUpdated
 
 AC = dg.AutomationCondition
 
@@ -25,38 +24,6 @@ MATERIALIZATION_TAG = "dagster/materialization"
 # The reasons an automation run can carry, in the order they are reported.
 REASONS = ("missing", "code_changed", "deps_updated", "cron", "expired")
 
-
-class _ViewsOfGraph(TagAssetSelection):
-    """`tag:dagster/materialization=view`, resolved once per asset graph.
-
-    Dagster resolves a dependency condition's `allow()` selection at every evaluation: with the
-    plain tag selection that is a scan of the whole graph per asset (quadratic, once the top cost
-    of a tick at 1,000 assets).
-    """
-
-    def resolve_inner(self, asset_graph, allow_missing: bool) -> AbstractSet[dg.AssetKey]:
-        cached = _VIEW_KEYS.get(id(asset_graph))
-        if cached is None or cached[0] is not asset_graph:
-            cached = (asset_graph, frozenset(super().resolve_inner(asset_graph, allow_missing)))
-            with _VIEW_KEYS_LOCK:
-                if len(_VIEW_KEYS) > 8:  # a few graphs live at once (reloads); never grow
-                    _VIEW_KEYS.clear()
-                _VIEW_KEYS[id(asset_graph)] = cached
-        return cached[1]
-
-
-_VIEW_KEYS: dict[int, tuple[object, frozenset[dg.AssetKey]]] = {}
-_VIEW_KEYS_LOCK = threading.Lock()
-
-# The views of the graph (the library also marks them as virtual assets).
-VIEWS = _ViewsOfGraph(key=MATERIALIZATION_TAG, value="view", include_sources=False)
-
-# A parent counts as updated when it materialized since the last tick in a run that did not also
-# build this asset (that run already used the new data), or when it is requested on this very tick
-# (so the parent and this asset go out in one run instead of two).
-PARENT_UPDATED = (
-    AC.newly_updated() & ~AC.executed_with_root_target() | AC.will_be_requested()
-).with_label("parent_updated")
 
 # Requests wait while this asset or a parent is being built (queued runs included): a second run
 # would overlap the first, and a child built before its parent finishes would read stale data.
@@ -75,17 +42,12 @@ CODE_CHANGED = AC.code_version_changed().since(AC.newly_updated()).with_label("c
 HANDLED = (AC.newly_requested() | AC.newly_updated()).with_label("handled")
 
 
-# A parent was updated; for a parent that is a view, also any real (non-view) asset behind it.
-# Views store no data: a table that reads through a view really depends on the view's parents,
-# and on the view itself only for its SQL. The library marks dbt views as Dagster virtual assets,
-# so `resolve_through_virtual()` walks every chain of views in one dependency operator, where
-# nesting one `any_deps_match` per view level cost a tick 6x eager's time on deep view chains.
-# Not `newly_updated()` on the asset itself: that would re-request the asset after every one of
-# its own materializations.
-UPSTREAM_UPDATED = (
-    AC.any_deps_match(PARENT_UPDATED).resolve_through_virtual()
-    | AC.any_deps_match(PARENT_UPDATED).allow(VIEWS)
-).with_label("upstream_updated")
+# A parent was updated since the previous tick (in a run that did not also build this asset) or
+# is requested on this one; a view parent also counts the real assets behind its chain of views,
+# since views store no data. One custom node rather than Dagster's dep operators: see upstream.py.
+# Not `newly_updated()` on the asset itself: that would re-request the asset after every one of its
+# own materializations.
+UPSTREAM_UPDATED = UpstreamUpdated()
 
 # Seed 001's deterministic staleness: missing, its code changed, or upstream data changed since it
 # last materialized; never time alone (a TTL is an explicit, separate `freshness` trigger).
