@@ -88,6 +88,48 @@ def test_result_does_not_depend_on_chunking_and_repeats_exactly():
         np.testing.assert_array_equal(first[1], other[1])
 
 
+def all_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """Every query's score against every corpus row, as the kernel computes them."""
+    indices, scores = top_k_cosine(queries, corpus, len(corpus))
+    result = np.empty((len(queries), len(corpus)), dtype=np.float32)
+    np.put_along_axis(result, indices, scores, axis=1)
+    return result
+
+
+@pytest.mark.parametrize("dims", [128, 384])
+def test_scores_do_not_depend_on_the_batch_shape(dims):
+    # An incremental run scores a few candidates, or all candidates against a few jobs, and must
+    # store what a full run would, down to the last bit: else two identical jobs (exact ties) can
+    # swap ranks. Tiny multiplies are where BLAS switches kernels, so they are here.
+    rng = np.random.default_rng(dims)
+    queries = normalize_rows(rng.standard_normal((300, dims)))
+    corpus = normalize_rows(rng.standard_normal((700, dims)))
+    corpus[400] = corpus[5]  # twins: they must tie wherever they are scored
+    full = all_scores(queries, corpus)
+    np.testing.assert_array_equal(full[:, 5], full[:, 400])
+
+    corpus_subsets = ([400], [400, 9], [5, 400, 3], list(range(0, 700, 5)), [*range(700)])
+    for query_rows in ([7], [3, 250], list(range(0, 300, 4)), list(range(300))):
+        for corpus_rows in corpus_subsets:
+            k = min(5, len(corpus_rows))
+            indices, scores = top_k_cosine(queries[query_rows], corpus[corpus_rows], k)
+            expected = full[np.ix_(query_rows, corpus_rows)]
+            positions = np.broadcast_to(np.arange(len(corpus_rows)), expected.shape)
+            np.testing.assert_array_equal(indices, np.lexsort((positions, -expected))[:, :k])
+            np.testing.assert_array_equal(scores, np.take_along_axis(expected, indices, axis=1))
+    indices, scores = top_k_cosine(queries, corpus, 10, chunk_rows=7)
+    np.testing.assert_array_equal(scores, np.take_along_axis(full, indices, axis=1))
+
+
+def test_many_tied_scores_still_give_the_lower_indices():
+    # Every score ties, so every score survives the bound: the block is ranked in halves.
+    corpus = np.ones((3000, 8), dtype=np.float32)
+    queries = np.ones((70, 8), dtype=np.float32)
+    indices, scores = top_k_cosine(queries, corpus, 4)
+    assert indices.tolist() == [[0, 1, 2, 3]] * 70
+    assert scores.tolist() == [[8.0] * 4] * 70
+
+
 @pytest.mark.parametrize(
     ("n_queries", "n_corpus", "top_k", "shape"),
     [(0, 10, 5, (0, 5)), (4, 0, 5, (4, 0)), (4, 10, 0, (4, 0)), (0, 0, 3, (0, 0))],

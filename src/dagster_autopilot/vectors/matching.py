@@ -3,7 +3,11 @@
 `top_k_cosine` is THE matching kernel: every match the pipeline stores comes from it. The planning
 helpers (`plan_embedding`, `plan_matches`, `merge_top_k`) are pure functions over ids and content
 hashes, so a component can do: read state -> plan -> compute -> write, and an incremental run stores
-exactly what a full rebuild would.
+what a full rebuild would. That equality needs a pair's score not to depend on which other rows
+were multiplied with it: the kernel pads tiny multiplies so that OpenBLAS computes every score with
+the same blocked kernel (`_MIN_MULTIPLY_SIDE`), which gives bit-identical scores whatever the batch
+shape (tested). A BLAS that rounds differently by batch shape would move scores by a unit in the
+last place, and with them the order of exactly tied jobs (say, two identical job texts).
 
 Conventions shared by all of them:
 - Ties are broken by the lower corpus index in `top_k_cosine` and by the lower job id in
@@ -25,15 +29,22 @@ from typing import Any
 
 import numpy as np
 
-# Each score block (float32, chunk rows x corpus rows) stays under this many bytes, and the kernel holds
-# two of them, so its working memory is bounded whatever the number of queries. Measured here: 16 MB
-# blocks (41 rows at 100k corpus rows) made the multiply itself about 2x slower; 64 MB ones kept it
-# as fast as 256 MB ones.
+# Each score block (float32, corpus rows x chunk queries) stays under this many bytes, and the kernel
+# holds two of them, so its working memory is bounded whatever the number of queries. Measured here:
+# 16 MB blocks (41 queries at 100k corpus rows) made the multiply itself about 2x slower; 64 MB ones
+# kept it as fast as 256 MB ones.
 DEFAULT_SCORE_BLOCK_BYTES = 64 * 1024 * 1024
 
-# Below this many corpus rows per wanted match, pruning by group maxima saves nothing: rank each row
-# directly.
-_MIN_ROWS_PER_MATCH_FOR_GROUPS = 8
+# OpenBLAS sends multiplies with fewer than about 1,500 output cells (or a single row or column) to
+# other kernels, whose scores differ from the blocked kernel's in the last bit (measured at 64 to
+# 1,536 dimensions); with at least 64 rows on both sides every score came out bit-identical to the
+# same pair's in a large multiply. So zero rows pad both sides up to this many.
+_MIN_MULTIPLY_SIDE = 64
+
+# Past this many survivors per wanted match (scores at or above the bound, normally about 1.4), the
+# block's queries are ranked in halves: with many identical corpus rows they all survive, and the
+# keys of every score of a 64 MB block would take about 10x its memory.
+_MAX_SURVIVORS_PER_MATCH = 8
 
 
 def normalize_rows(matrix: Any) -> np.ndarray:
@@ -59,13 +70,14 @@ def top_k_cosine(
     sorted by descending score, ties broken by the lower corpus index (so the result is
     deterministic). Empty inputs give empty results of those shapes.
 
-    Scores are `queries @ corpus.T`, computed `chunk_rows` queries at a time so peak memory is
-    bounded: by default, as many rows as fit a score block of `DEFAULT_SCORE_BLOCK_BYTES`. Ranking a
-    block is single-threaded numpy, so it runs in a helper thread while BLAS multiplies the next
-    chunk into a second block. To rank a row, its columns are split into strided groups and only the
-    k groups with the highest maxima are searched: the k best scores always lie in those groups.
-    That costs one pass over the block, about 4x less than `np.argpartition` of it; rows where
-    group maxima or scores tie at the k-th place fall back to an exact selection of that row.
+    Scores are computed `chunk_rows` queries at a time so peak memory is bounded: by default, as
+    many as fit a score block of `DEFAULT_SCORE_BLOCK_BYTES` (but at least 64, see
+    `_MIN_MULTIPLY_SIDE`). A block is `corpus @ chunk.T`, one column per query, so that each step
+    of `_rank_block` is a numpy operation along whole contiguous rows, for all queries at once.
+    With several chunks, a helper thread ranks a block (numpy releases the GIL) while BLAS
+    multiplies the next chunk into the other block. With one chunk the block is ranked right
+    after the multiply: measured at 5,000 x 500, splitting it to overlap the two, or ranking it in
+    two threads, was slower (BLAS already uses both cores, and its threads spin for a while after).
     """
     queries = _as_matrix(queries, "queries")
     corpus = _as_matrix(corpus, "corpus")
@@ -84,37 +96,53 @@ def top_k_cosine(
     if n_queries == 0 or k == 0:
         return indices, scores
 
-    groups = _group_count(n_corpus, k)
-    # Pad each row to a whole number of groups; the padding scores -inf, so it never wins.
-    width = -(-n_corpus // groups) * groups
+    # About 2k groups (see `_rank_block`): fewer make the bound looser, so more survivors to sort;
+    # more make picking the k-th group maximum dearer. Measured flat between 16 and 40 at k = 10.
+    groups = min(2 * k, n_corpus)
+    if n_corpus < _MIN_MULTIPLY_SIDE:
+        padding = np.zeros((_MIN_MULTIPLY_SIDE - n_corpus, corpus.shape[1]), dtype=np.float32)
+        corpus = np.concatenate((corpus, padding))
+    # Whole groups of rows; every row past the real corpus scores -inf, so it never wins.
+    width = -(-len(corpus) // groups) * groups
     if chunk_rows is None:
         chunk_rows = max(1, DEFAULT_SCORE_BLOCK_BYTES // (4 * width))
-    rows = min(chunk_rows, n_queries)
-    chunks = range(0, n_queries, rows)
-    blocks = [np.full((rows, width), -np.inf, dtype=np.float32) for _ in range(min(2, len(chunks)))]
+    # A block holds < 2**30 scores, so (query, score, corpus row) packs into one uint64 key.
+    rows = min(chunk_rows, max(1, (2**30 - 1) // width), n_queries)
+    chunks = [(start, min(start + rows, n_queries)) for start in range(0, n_queries, rows)]
+    columns = max(rows, _MIN_MULTIPLY_SIDE)
+    buffers = [np.empty(width * columns, dtype=np.float32) for _ in range(min(2, len(chunks)))]
 
-    def rank(block: np.ndarray, start: int) -> None:
-        top = _top_k_positions(block, k, groups)
-        top_scores = np.take_along_axis(block, top, axis=1)
-        order = np.lexsort((top, -top_scores), axis=1)
-        indices[start : start + len(block)] = np.take_along_axis(top, order, axis=1)
-        scores[start : start + len(block)] = np.take_along_axis(top_scores, order, axis=1)
+    def multiply(number: int) -> np.ndarray:
+        start, stop = chunks[number]
+        chunk = queries[start:stop]
+        if len(chunk) < _MIN_MULTIPLY_SIDE:
+            chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
+            chunk[: stop - start] = queries[start:stop]
+        block = buffers[number % 2][: width * len(chunk)].reshape(width, len(chunk))
+        np.matmul(corpus, chunk.T, out=block[: len(corpus)])
+        block[n_corpus:] = -np.inf
+        return block
 
-    if len(chunks) == 1:  # nothing to overlap: a helper thread would only add its start-up
-        np.matmul(queries, corpus.T, out=blocks[0][:, :n_corpus])
-        rank(blocks[0], 0)
-        return indices, scores
-    with ThreadPoolExecutor(max_workers=1) as ranker:
+    def rank(block: np.ndarray, number: int) -> None:
+        start, stop = chunks[number]
+        if block.shape[1] > stop - start:  # padded queries: rank only the real ones
+            block = block[:, : stop - start].copy()
+        _rank_block(block, k, groups, indices[start:stop], scores[start:stop])
+
+    last = len(chunks) - 1
+    with ThreadPoolExecutor(max_workers=1) as helper:  # starts its thread on the first submit
         ranking = None
-        for number, start in enumerate(chunks):
-            stop = min(start + rows, n_queries)
+        for number in range(last):
             # The block ranked in the helper thread is the other one.
-            block = blocks[number % 2][: stop - start]
-            np.matmul(queries[start:stop], corpus.T, out=block[:, :n_corpus])
+            block = multiply(number)
             if ranking is not None:
                 ranking.result()
-            ranking = ranker.submit(rank, block, start)
-        ranking.result()
+            ranking = helper.submit(rank, block, number)
+        # The last block is ranked here, while the helper may still rank the one before.
+        block = multiply(last)
+        rank(block, last)
+        if ranking is not None:
+            ranking.result()
     return indices, scores
 
 
@@ -127,68 +155,70 @@ def _as_matrix(values: Any, name: str) -> np.ndarray:
     return matrix
 
 
-def _group_count(n_corpus: int, k: int) -> int:
-    """How many strided column groups to prune with (1: rank every column directly).
+def _rank_block(block: np.ndarray, k: int, groups: int, indices: np.ndarray, scores: np.ndarray) -> None:
+    """Writes the k largest scores of each column of `block` (corpus rows x queries) into
+    `indices` and `scores` (queries x k), by descending score, ties to the lower corpus row.
 
-    About 2 * sqrt(k * n_corpus) balances the two small steps (choosing k of the groups, ranking the
-    k * n_corpus / groups scores inside them); measured best at 5k and 100k corpus rows. The count
-    is rounded so that the padding to whole groups stays under one group size.
+    The rows are split into `groups` strided groups (group g: rows g, g + groups, ...), each with
+    at least one real corpus row. The k-th largest group maximum is at most the k-th largest score
+    (the k best groups each hold a score that high), so every winner, and every score tied with
+    the k-th, is at or above it. Those survivors, about 1.4k per query with 2k groups, are packed
+    into uint64 keys (query, descending score, row) and sorted once: each query's first k keys
+    are its answer, ties included. Over the whole block that is one pass for the group maxima
+    (`np.maximum.reduce` over contiguous slabs) and one to find the survivors; everything else
+    is on the survivors only.
     """
-    if n_corpus < _MIN_ROWS_PER_MATCH_FOR_GROUPS * k:
-        return 1
-    target = 2 * round((k * n_corpus) ** 0.5)
-    group_size = -(-n_corpus // target)
-    return max(k + 1, -(-n_corpus // group_size))
+    width, n = block.shape
+    group_max = np.maximum.reduce(block.reshape(width // groups, groups, n), axis=0)
+    bound = np.partition(group_max, groups - k, axis=0)[groups - k]
+    found = _true_positions(block >= bound)
+    if found.size > _MAX_SURVIVORS_PER_MATCH * k * n and n > 1:
+        del found
+        half = n // 2
+        for part in (slice(0, half), slice(half, n)):
+            _rank_block(block[:, part].copy(), k, groups, indices[part], scores[part])
+        return
+    rows, columns = np.divmod(found, n)
+    row_bits = max(1, (width - 1).bit_length())
+    keys = columns.astype(np.uint64) << np.uint64(32 + row_bits)
+    keys |= _descending_bits(block.reshape(-1).take(found)).astype(np.uint64) << np.uint64(row_bits)
+    keys |= rows.astype(np.uint64)
+    keys.sort()
+    # Every query has at least k survivors; its keys start after those of the queries before it.
+    counts = np.bincount(columns, minlength=n)
+    best = keys[(np.cumsum(counts) - counts)[:, None] + np.arange(k)]
+    indices[:] = best & np.uint64((1 << row_bits) - 1)
+    score_keys = (best >> np.uint64(row_bits)).astype(np.uint32).view(np.int32)
+    scores[:] = _flip_order(score_keys).view(np.float32)
 
 
-def _top_k_positions(block: np.ndarray, k: int, groups: int) -> np.ndarray:
-    """Column positions of the k largest values of each row of `block`, ties to the lower column.
+def _true_positions(mask: np.ndarray) -> np.ndarray:
+    """`np.flatnonzero(mask)`, about 2x faster when few values are True (here a few percent):
+    finds the 8-byte words holding any True first, then the positions inside those words only."""
+    if mask.size % 8:
+        return np.flatnonzero(mask)
+    words = mask.reshape(-1).view(np.uint64)
+    hit = np.flatnonzero(words != 0)
+    inside = np.flatnonzero(words[hit].view(np.bool_))
+    return (hit[inside >> 3] << 3) | (inside & 7)
 
-    With `groups` > 1, group g holds columns g, g + groups, g + 2 * groups, ... Every value outside
-    the k groups with the highest maxima is below the k-th largest maximum, so below k values of
-    its row: the winners are all inside those groups, and so are any ties with the k-th winner.
+
+def _descending_bits(values: np.ndarray) -> np.ndarray:
+    """uint32 keys in the reverse order of the float32 `values`: a larger value, a smaller key.
+
+    -0.0 becomes +0.0 first: they are equal scores, so they must tie.
     """
-    n_rows, width = block.shape
-    if groups == 1:
-        top, exact = _k_largest_positions(block, k)
-    else:
-        group_size = width // groups
-        group_max = block.reshape(n_rows, group_size, groups).max(axis=1)
-        best_groups, exact_groups = _k_largest_positions(group_max, k)
-        columns = (best_groups[:, :, None] + groups * np.arange(group_size)).reshape(n_rows, -1)
-        row_starts = (np.arange(n_rows) * width)[:, None]
-        best, exact = _k_largest_positions(block.ravel().take(columns + row_starts), k)
-        top = np.take_along_axis(columns, best, axis=1)
-        exact &= exact_groups
-    for row in np.flatnonzero(~exact):
-        top[row] = _k_largest_with_ties(block[row], k)
-    return top
+    bits = values.view(np.int32)
+    return _flip_order(np.where(bits == np.int32(-(2**31)), np.int32(0), bits))
 
 
-def _k_largest_positions(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the k largest values of each row (ascending), and the rows that answer is exact for.
+def _flip_order(bits: np.ndarray) -> np.ndarray:
+    """Float32 bit patterns (as int32) to uint32 keys in reverse order, and those keys back.
 
-    A row is exact when exactly k of its values reach its k-th largest value, i.e. nothing ties at
-    the boundary. Other rows get placeholder positions: resolve them with `_k_largest_with_ties`.
-    It partitions values rather than `np.argpartition`: numpy's value selection is SIMD and several
-    times faster, and the mask then gives the positions.
+    Flipping every bit but the sign reverses the order of the non-negative floats, which then stay
+    below 2**31 as keys; negative floats, as unsigned integers, already order in reverse above them.
     """
-    n_rows, width = values.shape
-    kth_largest = np.partition(values, width - k, axis=1)[:, width - k]
-    reached = values >= kth_largest[:, None]
-    clean = reached.sum(axis=1) == k
-    if not clean.all():
-        reached[~clean] = False
-        reached[~clean, :k] = True
-    return np.nonzero(reached)[1].reshape(n_rows, k), clean
-
-
-def _k_largest_with_ties(row: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest values of one row; among equal values the lower positions win."""
-    kth_largest = np.partition(row, row.size - k)[row.size - k]
-    above = np.flatnonzero(row > kth_largest)
-    tied = np.flatnonzero(row == kth_largest)[: k - above.size]
-    return np.concatenate((above, tied))
+    return (bits ^ (~(bits >> 31) & np.int32(0x7FFFFFFF))).view(np.uint32)
 
 
 @dataclass(frozen=True)
