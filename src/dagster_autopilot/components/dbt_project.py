@@ -33,7 +33,8 @@ class CustomDbtComponent(DbtProjectComponent):
     seeds and views are rebuilt as soon as they are stale (missing, code changed, upstream updated),
     and tables and incremental models at the first tick after 06:00 UTC when stale. Override per
     materialization with `policies`, per dbt tag or fqn with `rules`, and per model with
-    `meta: {dagster: {automation: {...}}}` in dbt.
+    `meta: {dagster: {automation: {...}}}` in dbt. Views are Dagster virtual assets: they store no
+    data, so their children count an update of the data behind them as their own parent's.
     """
 
     # Passed through as validated pydantic models, so their validators (cron, timezone, unknown
