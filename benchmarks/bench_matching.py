@@ -15,7 +15,7 @@ Measures, on random L2-normalized float32 vectors (the issue's setting by defaul
 - peak memory of ours at 100,000 x 100,000, in a child process: its peak resident set size
   (`VmHWM` from /proc, else `ru_maxrss`), which includes Python, the imports and the inputs. Both
   100,000-row matrices are resident, and by default the first 10,000 queries are ranked against
-  the whole corpus (`--large-queries`): the kernel's own memory is two score blocks of a fixed size
+  the whole corpus (`--large-queries`): the kernel's own memory is one score block of a fixed size
   plus the result (12 bytes per match), so ranking all 100,000 adds 11 MB of results and about ten
   times the minutes; `--large-queries 100000` ranks them all.
 

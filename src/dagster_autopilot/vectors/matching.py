@@ -22,7 +22,6 @@ Conventions shared by all of them:
 """
 
 from collections.abc import Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 # Each score block (float32, corpus rows x chunk queries) stays under this many bytes, and the kernel
-# holds two of them, so its working memory is bounded whatever the number of queries. Measured here:
+# holds one at a time, so its working memory is bounded whatever the number of queries. Measured here:
 # 16 MB blocks (41 queries at 100k corpus rows) made the multiply itself about 2x slower; 64 MB ones
 # kept it as fast as 256 MB ones.
 DEFAULT_SCORE_BLOCK_BYTES = 64 * 1024 * 1024
@@ -74,10 +73,12 @@ def top_k_cosine(
     many as fit a score block of `DEFAULT_SCORE_BLOCK_BYTES` (but at least 64, see
     `_MIN_MULTIPLY_SIDE`). A block is `corpus @ chunk.T`, one column per query, so that each step
     of `_rank_block` is a numpy operation along whole contiguous rows, for all queries at once.
-    With several chunks, a helper thread ranks a block (numpy releases the GIL) while BLAS
-    multiplies the next chunk into the other block. With one chunk the block is ranked right
-    after the multiply: measured at 5,000 x 500, splitting it to overlap the two, or ranking it in
-    two threads, was slower (BLAS already uses both cores, and its threads spin for a while after).
+    Each block is ranked right after its multiply, in this thread, so one block is enough.
+    Ranking it in a helper thread while BLAS multiplies the next chunk measured no faster on two
+    cores (two alternating A/Bs at 50,000 x 5,000: 1.30 s here against 1.35 s, then 1.22 s against
+    1.16 s): BLAS splits each multiply evenly between its threads, and a third thread that takes a
+    core from one of them stalls the whole multiply. Ranking in two threads, or in pipelined
+    sub-chunks, was slower.
     """
     queries = _as_matrix(queries, "queries")
     corpus = _as_matrix(corpus, "corpus")
@@ -110,7 +111,7 @@ def top_k_cosine(
     rows = min(chunk_rows, max(1, (2**30 - 1) // width), n_queries)
     chunks = [(start, min(start + rows, n_queries)) for start in range(0, n_queries, rows)]
     columns = max(rows, _MIN_MULTIPLY_SIDE)
-    buffers = [np.empty(width * columns, dtype=np.float32) for _ in range(min(2, len(chunks)))]
+    buffer = np.empty(width * columns, dtype=np.float32)
 
     def multiply(number: int) -> np.ndarray:
         start, stop = chunks[number]
@@ -118,7 +119,7 @@ def top_k_cosine(
         if len(chunk) < _MIN_MULTIPLY_SIDE:
             chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
             chunk[: stop - start] = queries[start:stop]
-        block = buffers[number % 2][: width * len(chunk)].reshape(width, len(chunk))
+        block = buffer[: width * len(chunk)].reshape(width, len(chunk))
         np.matmul(corpus, chunk.T, out=block[: len(corpus)])
         block[n_corpus:] = -np.inf
         return block
@@ -129,20 +130,8 @@ def top_k_cosine(
             block = block[:, : stop - start].copy()
         _rank_block(block, k, groups, indices[start:stop], scores[start:stop])
 
-    last = len(chunks) - 1
-    with ThreadPoolExecutor(max_workers=1) as helper:  # starts its thread on the first submit
-        ranking = None
-        for number in range(last):
-            # The block ranked in the helper thread is the other one.
-            block = multiply(number)
-            if ranking is not None:
-                ranking.result()
-            ranking = helper.submit(rank, block, number)
-        # The last block is ranked here, while the helper may still rank the one before.
-        block = multiply(last)
-        rank(block, last)
-        if ranking is not None:
-            ranking.result()
+    for number in range(len(chunks)):
+        rank(multiply(number), number)
     return indices, scores
 
 
