@@ -2,63 +2,15 @@
 
 with
 
-source as (
-
-    select * from {{ source('talent', 'raw_candidates') }}
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by candidate_id
-            order by ingested_at desc, source_file desc, line_number desc
-        ) as recency_rank
-
-    from source
-
-),
-
 latest as (
 
-    select * from ranked
-    where recency_rank = 1
-
-),
-
-skill_items as (
-
-    select
-        candidate_id,
-        unnest(string_to_array(replace(skills, ',', ';'), ';')) as skill
-
-    from latest
-
-),
-
-distinct_skills as (
-
-    select distinct
-        candidate_id,
-        {{ normalize_text('skill') }} as skill
-
-    from skill_items
+    {{ latest_landed_records(source('talent', 'raw_candidates'), 'candidate_id') }}
 
 ),
 
 skill_lists as (
 
-    select
-        candidate_id,
-        string_agg(skill, ';' order by {{ binary_order('skill') }}) as skills
-
-    from distinct_skills
-
-    where skill is not null
-
-    group by 1
+    {{ skill_lists('latest', 'candidate_id') }}
 
 ),
 
