@@ -17,10 +17,6 @@ from dagster_autopilot.automation.upstream import UpstreamUpdated
 
 AC = dg.AutomationCondition
 
-# Every asset built by the library carries its dbt materialization under this tag, so selections
-# such as `tag:dagster/materialization=table` follow the real config rather than folder names.
-MATERIALIZATION_TAG = "dagster/materialization"
-
 # The reasons an automation run can carry, in the order they are reported.
 REASONS = ("missing", "code_changed", "deps_updated", "cron", "expired")
 

@@ -12,7 +12,6 @@ from dagster_dbt import DbtProject, DbtProjectComponent
 
 from dagster_autopilot import dbt_nodes, dbt_parse_cache, dev_reload
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
-from dagster_autopilot.automation.conditions import MATERIALIZATION_TAG
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
     MaterializationPolicies,
@@ -20,6 +19,10 @@ from dagster_autopilot.automation.policy import (
     resolve_policy,
 )
 from dagster_autopilot.code_versions import LogicCodeVersions
+
+# Every dbt asset carries its materialization under this tag, so selections such as
+# `tag:dagster/materialization=table` follow the real config rather than folder names.
+MATERIALIZATION_TAG = "dagster/materialization"
 
 # The run tag the production run queue limits to one run per value (deploy/dagster.yaml).
 DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
@@ -161,18 +164,12 @@ class CustomDbtComponent(DbtProjectComponent):
     ) -> str | None:
         if self.code_versions == "literal":
             return literal
-        return self._facts(manifest).code_versions.version(node)
+        return self._code_versions(manifest).version(node)
 
-    def _facts(self, manifest: Mapping[str, Any]) -> "_ManifestFacts":
-        # Computed once per parsed manifest and shared by all of its nodes.
-        cached: _ManifestFacts | None = getattr(self, "_manifest_facts", None)
-        if cached is None or cached.manifest is not manifest:
-            cached = _ManifestFacts(manifest)
-            object.__setattr__(self, "_manifest_facts", cached)
-        return cached
-
-
-class _ManifestFacts:
-    def __init__(self, manifest: Mapping[str, Any]):
-        self.manifest = manifest
-        self.code_versions = LogicCodeVersions(manifest)
+    def _code_versions(self, manifest: Mapping[str, Any]) -> LogicCodeVersions:
+        # Built once per parsed manifest and shared by all of its nodes.
+        cached = getattr(self, "_code_versions_cache", None)
+        if cached is None or cached[0] is not manifest:
+            cached = (manifest, LogicCodeVersions(manifest))
+            object.__setattr__(self, "_code_versions_cache", cached)
+        return cached[1]

@@ -109,12 +109,9 @@ def top_k_cosine(
         chunk_rows = max(1, DEFAULT_SCORE_BLOCK_BYTES // (4 * width))
     # A block holds < 2**30 scores, so (query, score, corpus row) packs into one uint64 key.
     rows = min(chunk_rows, max(1, (2**30 - 1) // width), n_queries)
-    chunks = [(start, min(start + rows, n_queries)) for start in range(0, n_queries, rows)]
-    columns = max(rows, _MIN_MULTIPLY_SIDE)
-    buffer = np.empty(width * columns, dtype=np.float32)
-
-    def multiply(number: int) -> np.ndarray:
-        start, stop = chunks[number]
+    buffer = np.empty(width * max(rows, _MIN_MULTIPLY_SIDE), dtype=np.float32)
+    for start in range(0, n_queries, rows):
+        stop = min(start + rows, n_queries)
         chunk = queries[start:stop]
         if len(chunk) < _MIN_MULTIPLY_SIDE:
             chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
@@ -122,16 +119,9 @@ def top_k_cosine(
         block = buffer[: width * len(chunk)].reshape(width, len(chunk))
         np.matmul(corpus, chunk.T, out=block[: len(corpus)])
         block[n_corpus:] = -np.inf
-        return block
-
-    def rank(block: np.ndarray, number: int) -> None:
-        start, stop = chunks[number]
-        if block.shape[1] > stop - start:  # padded queries: rank only the real ones
+        if len(chunk) > stop - start:  # padded queries: rank only the real ones
             block = block[:, : stop - start].copy()
         _rank_block(block, k, groups, indices[start:stop], scores[start:stop])
-
-    for number in range(len(chunks)):
-        rank(multiply(number), number)
     return indices, scores
 
 
