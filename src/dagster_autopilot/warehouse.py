@@ -163,6 +163,15 @@ class Session:
     ) -> None:
         """Creates `table` unless it exists; column types are portable names (see `Column`)."""
         body = ", ".join(f"{name} {self.warehouse.sql_type(kind, dimensions)}" for name, kind in columns)
+        if self.warehouse.kind == "postgres" and not self.table_exists(table):
+            # Like `create schema`, `create table if not exists` fails on the catalog's unique index
+            # when two transactions create the same table at once: the steps landing candidates and
+            # jobs both create the shared arrivals ledger on a fresh warehouse. The lock is held to
+            # this transaction's end, so the second creator waits, then finds the table committed.
+            self.execute(
+                "select pg_advisory_xact_lock(hashtext(%s))",
+                (f"autopilot: create {self.warehouse.schema}.{table}",),
+            )
         self.execute(f"create table if not exists {table} ({body})")
 
     def insert(self, table: str, column_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

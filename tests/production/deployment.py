@@ -274,7 +274,11 @@ class Deployment:
 
     def run_failure(self, run_id: str) -> str:
         events = self.graphql(RUN_EVENTS, {"runId": run_id})["logsForRun"].get("events", [])
-        return "\n".join(e["message"] for e in events if e["__typename"].endswith("FailureEvent"))
+        failures = [e for e in events if e["__typename"].endswith("FailureEvent")]
+        # A step failure's message only names the step; its error says what went wrong.
+        return "\n".join(
+            e["message"] + (f"\n{e['error']['message']}" if e.get("error") else "") for e in failures
+        )
 
     def latest_materialization(self, asset: str) -> dict | None:
         data = self.graphql(MATERIALIZATION, {"key": {"path": asset.split("/")}})["assetOrError"]
@@ -448,7 +452,13 @@ RUN_EVENTS = """
 query($runId: ID!) {
   logsForRun(runId: $runId) {
     __typename
-    ... on EventConnection { events { __typename ... on MessageEvent { message } } }
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message }
+        ... on ExecutionStepFailureEvent { error { message } }
+      }
+    }
   }
 }"""
 

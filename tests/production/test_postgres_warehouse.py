@@ -2,9 +2,15 @@
 passes as an asset check: the `postgres` target is the production warehouse, for the dbt models
 and for the Python assets (landed records, vectors as `real[]`, matches) alike."""
 
+import threading
+import time
+
 import dagster as dg
 import pytest
 from harness import build_everything_with_dbt
+
+from dagster_autopilot.assets.landing import LEDGER_COLUMNS, LEDGER_TABLE
+from dagster_autopilot.warehouse import Warehouse
 
 
 def test_all_assets_materialize_and_checks_pass_on_postgres(
@@ -62,3 +68,45 @@ def test_all_assets_materialize_and_checks_pass_on_postgres(
         "matches": "BASE TABLE",
         "matches_inputs": "BASE TABLE",
     }
+
+
+def test_two_steps_creating_the_same_table_at_once_both_succeed(
+    fresh_database, monkeypatch: pytest.MonkeyPatch
+):
+    """On a fresh warehouse the steps landing candidates and jobs both create the shared arrivals
+    ledger. A plain `create table if not exists` fails the second one on the catalog's unique index
+    (it did, in CI, failing `land_raw_jobs`)."""
+    warehouse_db = fresh_database("concurrent_create")
+    for name, value in warehouse_db.dbt_env(schema="landing").items():
+        monkeypatch.setenv(name, value)
+    warehouse = Warehouse.from_env()
+    first_created = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        with warehouse.connect() as session:
+            session.create_table(LEDGER_TABLE, LEDGER_COLUMNS)
+            first_created.set()
+            time.sleep(1.0)  # uncommitted while the second creates
+
+    def second() -> None:
+        first_created.wait(timeout=30)
+        with warehouse.connect() as session:
+            session.create_table(LEDGER_TABLE, LEDGER_COLUMNS)
+            assert session.table_exists(LEDGER_TABLE)
+
+    def recording(step):
+        def run() -> None:
+            try:
+                step()
+            except BaseException as error:  # re-raised below, in the test's thread
+                errors.append(error)
+
+        return threading.Thread(target=run)
+
+    threads = [recording(first), recording(second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
