@@ -21,7 +21,7 @@ Measures, on random L2-normalized float32 vectors (the issue's setting by defaul
 
 Timed variants alternate (ABAB...) so a noisy neighbour slows them alike; medians are reported.
 
-    uv run python benchmarks/bench_matching.py                 # the issue's sizes, about 3 minutes
+    uv run python benchmarks/bench_matching.py                 # the issue's sizes, about 2 minutes
     uv run python benchmarks/bench_matching.py --quick         # small sizes: a smoke run
     uv run python benchmarks/bench_matching.py --skip-large --json results.json
 """
@@ -360,7 +360,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--skip-large", action="store_true", help="skip the memory run")
     parser.add_argument("--skip-sql", action="store_true", help="skip the DuckDB baseline")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="turns of each variant; medians are reported (with 3, one noisy turn on this shared "
+        "machine moved the ratio to the multiply by up to 0.2)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

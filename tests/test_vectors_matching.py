@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dagster_autopilot.vectors import (
+    matching,
     merge_top_k,
     normalize_rows,
     plan_embedding,
@@ -50,6 +51,33 @@ def test_top_k_equals_brute_force_on_exact_scores(n_queries, n_corpus, top_k, ch
     assert indices.shape == (n_queries, min(top_k, n_corpus))
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(scores, expected_scores)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_chunks_shared_between_threads_give_the_same_answer(threads, monkeypatch):
+    # The kernel shares its chunks between as many threads as BLAS would use, each multiplying with
+    # a single-threaded BLAS. Whatever that number is on the machine running the tests, each share
+    # (uneven ones too) must land in its rows, and every score must be the bit-identical one that
+    # one multi-threaded multiply gives (else exact ties could rank differently).
+    rng = np.random.default_rng(threads)
+    exact = integer_vectors(rng, 1000, 24, high=2), integer_vectors(rng, 900, 24, high=2)
+    rounded = (
+        normalize_rows(rng.standard_normal((1000, 384))),
+        normalize_rows(rng.standard_normal((900, 384))),
+    )
+    monkeypatch.setattr(matching, "_blas_threads", lambda: 1)
+    one_thread = top_k_cosine(*rounded, 7, chunk_rows=1000)
+
+    monkeypatch.setattr(matching, "_blas_threads", lambda: threads)
+    expected_indices, expected_scores = brute_force_top_k(*exact, 7)
+    for chunk_rows in (None, 64, 333):
+        indices, scores = top_k_cosine(*exact, 7, chunk_rows=chunk_rows)
+        np.testing.assert_array_equal(indices, expected_indices)
+        np.testing.assert_array_equal(scores, expected_scores)
+        for got, expected in zip(
+            top_k_cosine(*rounded, 7, chunk_rows=chunk_rows), one_thread, strict=True
+        ):
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_top_k_on_normalized_random_vectors_has_the_best_scores():

@@ -21,17 +21,21 @@ Conventions shared by all of them:
   and the hashes stored with the matches are the ones their vectors had when they were matched.
 """
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from itertools import chain
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
-# Each score block (float32, corpus rows x chunk queries) stays under this many bytes, and the kernel
-# holds one at a time, so its working memory is bounded whatever the number of queries. Measured here:
-# 16 MB blocks (41 queries at 100k corpus rows) made the multiply itself about 2x slower; 64 MB ones
-# kept it as fast as 256 MB ones.
+# Each score block (float32, corpus rows x chunk queries) stays under this many bytes, and each of the
+# kernel's threads holds one at a time, so its working memory is bounded whatever the number of
+# queries. Measured here: 16 MB blocks (41 queries at 100k corpus rows) made the multiply itself
+# about 2x slower; 64 MB ones kept it as fast as 256 MB ones.
 DEFAULT_SCORE_BLOCK_BYTES = 64 * 1024 * 1024
 
 # OpenBLAS sends multiplies with fewer than about 1,500 output cells (or a single row or column) to
@@ -39,6 +43,16 @@ DEFAULT_SCORE_BLOCK_BYTES = 64 * 1024 * 1024
 # 1,536 dimensions); with at least 64 rows on both sides every score came out bit-identical to the
 # same pair's in a large multiply. So zero rows pad both sides up to this many.
 _MIN_MULTIPLY_SIDE = 64
+
+# Shared between threads (see `top_k_cosine`), score blocks are smaller: at 50,000 x 5,000, chunks
+# of 256 to 1,024 queries (5-20 MB) took 1.06x-1.12x the multiply alone, 3,125 (60 MB) 1.20x-1.34x.
+_SHARED_SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+
+# ... but have at least this many queries (or all of them), as far as `DEFAULT_SCORE_BLOCK_BYTES`
+# allows: a single-threaded multiply of fewer is slow enough that a multi-threaded BLAS on one
+# chunk is faster (measured at 500 x 5,000: chunks of 64 took twice as long as one chunk of 500;
+# chunks of 250 as long).
+_MIN_SHARED_CHUNK_ROWS = 256
 
 # Past this many survivors per wanted match (scores at or above the bound, normally about 1.4), the
 # block's queries are ranked in halves: with many identical corpus rows they all survive, and the
@@ -73,12 +87,14 @@ def top_k_cosine(
     many as fit a score block of `DEFAULT_SCORE_BLOCK_BYTES` (but at least 64, see
     `_MIN_MULTIPLY_SIDE`). A block is `corpus @ chunk.T`, one column per query, so that each step
     of `_rank_block` is a numpy operation along whole contiguous rows, for all queries at once.
-    Each block is ranked right after its multiply, in this thread, so one block is enough.
-    Ranking it in a helper thread while BLAS multiplies the next chunk measured no faster on two
-    cores (two alternating A/Bs at 50,000 x 5,000: 1.30 s here against 1.35 s, then 1.22 s against
-    1.16 s): BLAS splits each multiply evenly between its threads, and a third thread that takes a
-    core from one of them stalls the whole multiply. Ranking in two threads, or in pipelined
-    sub-chunks, was slower.
+
+    Each block is ranked right after its multiply, by the same thread. When BLAS may use several
+    threads, the chunks are shared out between as many threads of ours instead, each multiplying
+    with a single-threaded BLAS into its own block: the ranking then runs on every core too.
+    Leaving the multiply to a multi-threaded BLAS kept the ranking on one core while BLAS's idle
+    threads spun on the others (OpenBLAS spins about 0.1 s after each call), so ranking in helper
+    threads measured no faster. Peak memory is one block per thread. While the threads run, BLAS
+    is limited to one thread in the whole process (`threadpoolctl`), then restored.
     """
     queries = _as_matrix(queries, "queries")
     corpus = _as_matrix(corpus, "corpus")
@@ -105,24 +121,73 @@ def top_k_cosine(
         corpus = np.concatenate((corpus, padding))
     # Whole groups of rows; every row past the real corpus scores -inf, so it never wins.
     width = -(-len(corpus) // groups) * groups
+    threads = _blas_threads()
     if chunk_rows is None:
-        chunk_rows = max(1, DEFAULT_SCORE_BLOCK_BYTES // (4 * width))
+        chunk_rows = _default_chunk_rows(n_queries, width, threads)
     # A block holds < 2**30 scores, so (query, score, corpus row) packs into one uint64 key.
     rows = min(chunk_rows, max(1, (2**30 - 1) // width), n_queries)
-    buffer = np.empty(width * max(rows, _MIN_MULTIPLY_SIDE), dtype=np.float32)
-    for start in range(0, n_queries, rows):
-        stop = min(start + rows, n_queries)
-        chunk = queries[start:stop]
-        if len(chunk) < _MIN_MULTIPLY_SIDE:
-            chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
-            chunk[: stop - start] = queries[start:stop]
-        block = buffer[: width * len(chunk)].reshape(width, len(chunk))
-        np.matmul(corpus, chunk.T, out=block[: len(corpus)])
-        block[n_corpus:] = -np.inf
-        if len(chunk) > stop - start:  # padded queries: rank only the real ones
-            block = block[:, : stop - start].copy()
-        _rank_block(block, k, groups, indices[start:stop], scores[start:stop])
+    starts = range(0, n_queries, rows)
+
+    def match_chunks(my_starts: Sequence[int]) -> None:
+        buffer = np.empty(width * max(rows, _MIN_MULTIPLY_SIDE), dtype=np.float32)
+        for start in my_starts:
+            stop = min(start + rows, n_queries)
+            chunk = queries[start:stop]
+            if len(chunk) < _MIN_MULTIPLY_SIDE:
+                chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
+                chunk[: stop - start] = queries[start:stop]
+            block = buffer[: width * len(chunk)].reshape(width, len(chunk))
+            np.matmul(corpus, chunk.T, out=block[: len(corpus)])
+            block[n_corpus:] = -np.inf
+            if len(chunk) > stop - start:  # padded queries: rank only the real ones
+                block = block[:, : stop - start].copy()
+            _rank_block(block, k, groups, indices[start:stop], scores[start:stop])
+
+    threads = min(threads, len(starts))
+    if threads == 1:
+        match_chunks(starts)
+        return indices, scores
+    # Each thread's share, interleaved: every chunk but the last costs the same. This thread
+    # takes the first share.
+    shares = [starts[i::threads] for i in range(threads)]
+    with _blas().limit(limits=1, user_api="blas"):
+        helpers = [_helper_threads(os.getpid()).submit(match_chunks, share) for share in shares[1:]]
+        try:
+            match_chunks(shares[0])
+        finally:  # never leave helpers writing into the results after returning or raising
+            for helper in helpers:
+                helper.result()
     return indices, scores
+
+
+def _default_chunk_rows(n_queries: int, width: int, threads: int) -> int:
+    """Queries per chunk: as many as fit a score block of `DEFAULT_SCORE_BLOCK_BYTES`; shared
+    between threads, as many as fit `_SHARED_SCORE_BLOCK_BYTES` but at least
+    `_MIN_SHARED_CHUNK_ROWS`, in a number of chunks that gives every thread as many."""
+    largest = max(1, DEFAULT_SCORE_BLOCK_BYTES // (4 * width))
+    if threads == 1:
+        return largest
+    smallest = min(largest, _MIN_SHARED_CHUNK_ROWS)
+    rows = min(largest, max(smallest, _SHARED_SCORE_BLOCK_BYTES // (4 * width)))
+    chunks = threads * -(-n_queries // (threads * rows))
+    return max(smallest, -(-n_queries // chunks))
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+@cache
+def _helper_threads(pid: int) -> ThreadPoolExecutor:
+    """Threads kept for the life of the process (by pid: a forked child starts its own): starting
+    one took about 3 ms here, as long as ranking 500 queries."""
+    return ThreadPoolExecutor(thread_name_prefix="top-k-cosine")
+
+
+def _blas_threads() -> int:
+    """How many threads BLAS would use now (it honours OMP_NUM_THREADS, OPENBLAS_NUM_THREADS...)."""
+    return max((lib.num_threads for lib in _blas().select(user_api="blas").lib_controllers), default=1)
 
 
 def _as_matrix(values: Any, name: str) -> np.ndarray:
