@@ -280,6 +280,12 @@ class Deployment:
             e["message"] + (f"\n{e['error']['message']}" if e.get("error") else "") for e in failures
         )
 
+    def assert_no_failed_runs(self, runs: list[dict]) -> None:
+        """Raises with each failed run's step errors, so a waiting test fails at once, saying why."""
+        failed = [r["runId"] for r in runs if r["status"] in ("FAILURE", "CANCELED")]
+        if failed:
+            raise ServiceError(f"runs failed: {[self.run_failure(f) for f in failed]}")
+
     def latest_materialization(self, asset: str) -> dict | None:
         data = self.graphql(MATERIALIZATION, {"key": {"path": asset.split("/")}})["assetOrError"]
         found = data.get("assetMaterializations") or []
@@ -316,9 +322,7 @@ def settle(deployment: Deployment, timeout: float = 420) -> set[str]:
     def done() -> list[dict] | None:
         deployment.assert_running()
         runs = deployment.runs()
-        failed = [r["runId"] for r in runs if r["status"] in ("FAILURE", "CANCELED")]
-        if failed:
-            raise ServiceError(f"automation runs failed: {[deployment.run_failure(f) for f in failed]}")
+        deployment.assert_no_failed_runs(runs)
         if not runs or any(r["status"] in IN_PROGRESS for r in runs):
             return None
         if any(deployment.latest_materialization(key) is None for key in on_change):

@@ -16,6 +16,8 @@ from deployment import (
     wait_for,
 )
 
+from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
+
 # The run tag `deploy/dagster.yaml` limits to one run at a time per value (per dbt project).
 DBT_PROJECT_TAG = "autopilot/dbt_project"
 
@@ -29,6 +31,12 @@ REQUEST_BUDGET_SECONDS = 10 + 5 + 5
 LAUNCH_BUDGET_SECONDS = 30
 # The target asked of the deployment, reported next to what was measured.
 TARGET_START_SECONDS = 15
+
+
+# A landed file -> its candidates in `matches`: the arrivals sensor (10 s, on the daemon's 5 s loop),
+# the landing run, an automation tick, then one run of the dbt model, the vectors and the matches,
+# each run launching a fresh process; a dbt run of the analytics project may hold the queue first.
+LANDING_TO_MATCHES_BUDGET_SECONDS = 300
 
 
 def test_services_do_not_ignore_stop_signals(deployment: Deployment):
@@ -123,3 +131,49 @@ def test_seed_update_requests_and_starts_its_view_and_dbt_runs_never_overlap(
             assert cursor.fetchone() == (200,)
     finally:
         connection.close()
+
+
+def test_a_file_dropped_into_the_landing_folder_reaches_the_matches(
+    deployment: Deployment, settled: set[str]
+):
+    # The talent pipeline's promise: drop a file, get its candidates matched, no click.
+    wait_for("the first matches", lambda: deployment.latest_materialization("matches"), 300)
+    arrivals, _ = generate(205, 0, seed=5)
+    new_candidates = {record["candidate_id"] for record in arrivals[200:]}  # after the sample's 200
+    landing = deployment.root / ".data" / "landing" / "candidates"
+    dropped_at = time.time()
+    write_records(landing / "arrival-1.jsonl", arrivals[200:], CANDIDATE_SPEC, bad_rows=2)
+
+    def warehouse(sql: str, parameters: tuple = ()) -> list[tuple]:
+        connection = deployment.warehouse.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def matched() -> list[dict] | None:
+        deployment.assert_running()
+        runs = deployment.runs(createdAfter=dropped_at)
+        deployment.assert_no_failed_runs(runs)
+        found = warehouse(
+            "select distinct candidate_id from analytics.matches where candidate_id = any(%s)",
+            (sorted(new_candidates),),
+        )
+        return runs if {candidate for (candidate,) in found} == new_candidates else None
+
+    runs = wait_for(
+        "the new candidates' matches", matched, LANDING_TO_MATCHES_BUDGET_SECONDS, interval=2
+    )
+    print(f"\nlanded file -> its candidates matched after {time.time() - dropped_at:.1f} s")
+    landed_by = {
+        run_tags(r).get("dagster/sensor_name") for r in runs if "raw_candidates" in asset_keys(r)
+    }
+    assert landed_by == {"raw_candidates_arrivals"}
+    matched_by = [r for r in runs if "matches" in asset_keys(r)]
+    assert matched_by and all(run_tags(r).get(AUTOMATION_TAG) == "true" for r in matched_by)
+    assert warehouse(
+        "select count(*) from analytics.raw_candidates_quarantine where source_file = %s",
+        ("arrival-1.jsonl",),
+    ) == [(2,)]
