@@ -41,7 +41,7 @@ def test_asset_graph_and_automation_tab(
     page.goto(f"{deployment.url}/asset-groups", wait_until="networkidle")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     # With more than one group the global graph opens with the groups collapsed: both are there.
-    for group in ("default", "talent"):
+    for group in ("analytics", "talent"):
         expect(page.get_by_text(group, exact=True).first).to_be_visible()
     page.screenshot(path=artifacts_dir / "ui-asset-groups.png")
     # An asset's lineage graph shows the assets around it, analytics and talent alike.
