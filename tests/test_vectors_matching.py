@@ -236,6 +236,20 @@ def test_plan_matches_sorts_each_change_into_its_case():
     assert plan.untouched == 0
 
 
+def test_plan_matches_finds_gone_candidates_only_where_there_are_some():
+    matched = {"a": "1", "b": "2"}
+    matches = {"a": ["j"], "b": ["j"]}
+    jobs = {"j": "x"}
+    grown = plan_matches({"a": "1", "b": "2", "c": "3"}, jobs, matched, jobs, matches)
+    assert (grown.rescore_candidates, grown.drop_candidates) == (["c"], [])
+    # Same number of candidates as matched ones, but "b" was replaced by "c".
+    replaced = plan_matches({"a": "1", "c": "3"}, jobs, matched, jobs, matches)
+    assert (replaced.rescore_candidates, replaced.drop_candidates) == (["c"], ["b"])
+    # Stored matches of a candidate missing from the matched hashes still get dropped.
+    stray = plan_matches({"a": "1", "b": "2"}, jobs, matched, jobs, {**matches, "old": ["j"]})
+    assert stray.drop_candidates == ["old"]
+
+
 def test_merge_top_k_keeps_the_best_and_breaks_ties_by_lower_id():
     ids, scores = merge_top_k(["j5", "j2"], [0.9, 0.5], ["j3", "j1", "j4"], [0.5, 0.7, 0.1], 3)
     assert ids == ["j5", "j1", "j2"]
