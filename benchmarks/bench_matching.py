@@ -11,7 +11,8 @@ Measures, on random L2-normalized float32 vectors (the issue's setting by defaul
   multiply alone, the most any kernel could gain) on that size; ours and the multiply take a few
   milliseconds there, so each turn times `--sql-calls` back-to-back calls and divides;
 - incremental: 1% new candidates (`plan_matches` over every id and hash, then the new candidates
-  against all jobs) against a full rebuild of every candidate;
+  against all jobs) against a full rebuild of every candidate; an increment takes 15-40 ms, so
+  each turn times `--incremental-calls` back-to-back increments and divides, for the same reason;
 - peak memory of ours at 100,000 x 100,000, in a child process: its peak resident set size
   (`VmHWM` from /proc, else `ru_maxrss`), which includes Python, the imports and the inputs. Both
   100,000-row matrices are resident, and by default the first 10,000 queries are ranked against
@@ -208,6 +209,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             f"incremental, {n_new} new candidates": incremental,
         },
         args.repeats,
+        calls={f"incremental, {n_new} new candidates": args.incremental_calls},
     )
     return {"size": f"{args.candidates} + {n_new} new x {args.jobs}", "samples": samples}
 
@@ -354,6 +356,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="calls of ours and of the multiply per timed turn at the SQL size (1: single shots)",
     )
     parser.add_argument("--new-fraction", type=float, default=0.01, help="new candidates")
+    parser.add_argument(
+        "--incremental-calls",
+        type=int,
+        default=10,
+        help="increments per timed turn, back to back (1: single shots, each right after a full "
+        "rebuild)",
+    )
     parser.add_argument("--large", type=int, default=100_000, help="n for the n x n memory run")
     parser.add_argument(
         "--large-queries", type=int, default=10_000, help="queries ranked in the memory run"
