@@ -98,11 +98,8 @@ class Warehouse:
                 dbname=os.environ["POSTGRES_DB"],
             )
             with connection.cursor() as cursor:
-                # `create schema if not exists` is not safe against itself: two steps that open the
-                # warehouse at the same moment can both try to create it, and one fails on the
-                # catalog's unique index. An advisory lock, released by the commit, makes them take
-                # turns; the session's own transaction starts after it.
-                cursor.execute("select pg_advisory_xact_lock(hashtext('autopilot: create schema'))")
+                # The commit ends the turn; the session's own transaction starts after it.
+                _take_turns_creating(cursor, f"schema {self.schema}")
                 cursor.execute(f"create schema if not exists {self.schema}")
                 connection.commit()
                 cursor.execute(f"set search_path to {self.schema}")
@@ -129,6 +126,16 @@ class Warehouse:
         return {"text": "VARCHAR", "integer": "BIGINT", "double": "DOUBLE PRECISION"}.get(
             portable, "TIMESTAMP"
         )
+
+
+def _take_turns_creating(cursor: Any, what: str) -> None:
+    """Makes PostgreSQL transactions that create `what` take turns, until each one ends.
+
+    `create schema/table if not exists` is not safe against itself: two transactions creating the
+    same relation at once both try, and one fails on the catalog's unique index. A transaction
+    advisory lock on the name serializes them.
+    """
+    cursor.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"autopilot: create {what}",))
 
 
 class Session:
@@ -164,14 +171,10 @@ class Session:
         """Creates `table` unless it exists; column types are portable names (see `Column`)."""
         body = ", ".join(f"{name} {self.warehouse.sql_type(kind, dimensions)}" for name, kind in columns)
         if self.warehouse.kind == "postgres" and not self.table_exists(table):
-            # Like `create schema`, `create table if not exists` fails on the catalog's unique index
-            # when two transactions create the same table at once: the steps landing candidates and
-            # jobs both create the shared arrivals ledger on a fresh warehouse. The lock is held to
-            # this transaction's end, so the second creator waits, then finds the table committed.
-            self.execute(
-                "select pg_advisory_xact_lock(hashtext(%s))",
-                (f"autopilot: create {self.warehouse.schema}.{table}",),
-            )
+            # The steps landing candidates and jobs both create the shared arrivals ledger on a
+            # fresh warehouse. The turn lasts to this transaction's end, so the second creator
+            # waits, then finds the table committed.
+            _take_turns_creating(self._cursor, f"table {self.warehouse.schema}.{table}")
         self.execute(f"create table if not exists {table} ({body})")
 
     def insert(self, table: str, column_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

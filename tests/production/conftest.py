@@ -49,6 +49,16 @@ class Postgres:
             connect_timeout=5,
         )
 
+    def fetch_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        """Runs one query on its own connection and returns its rows."""
+        connection = self.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
     def dagster_env(self) -> dict[str, str]:
         """The variables `deploy/dagster.yaml` reads, for Dagster's own storage in `dbname`."""
         return {

@@ -124,13 +124,7 @@ def test_seed_update_requests_and_starts_its_view_and_dbt_runs_never_overlap(
     assert 0 < started_after - requested_after <= LAUNCH_BUDGET_SECONDS
 
     deployment.wait_for_run(run["runId"], timeout=300)
-    connection = deployment.warehouse.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("select count(*) from analytics.stg_customers")
-            assert cursor.fetchone() == (200,)
-    finally:
-        connection.close()
+    assert deployment.warehouse.fetch_all("select count(*) from analytics.stg_customers") == [(200,)]
 
 
 def test_a_file_dropped_into_the_landing_folder_reaches_the_matches(
@@ -144,20 +138,11 @@ def test_a_file_dropped_into_the_landing_folder_reaches_the_matches(
     dropped_at = time.time()
     write_records(landing / "arrival-1.jsonl", arrivals[200:], CANDIDATE_SPEC, bad_rows=2)
 
-    def warehouse(sql: str, parameters: tuple = ()) -> list[tuple]:
-        connection = deployment.warehouse.connect()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, parameters)
-                return cursor.fetchall()
-        finally:
-            connection.close()
-
     def matched() -> list[dict] | None:
         deployment.assert_running()
         runs = deployment.runs(createdAfter=dropped_at)
         deployment.assert_no_failed_runs(runs)
-        found = warehouse(
+        found = deployment.warehouse.fetch_all(
             "select distinct candidate_id from analytics.matches where candidate_id = any(%s)",
             (sorted(new_candidates),),
         )
@@ -173,7 +158,7 @@ def test_a_file_dropped_into_the_landing_folder_reaches_the_matches(
     assert landed_by == {"raw_candidates_arrivals"}
     matched_by = [r for r in runs if "matches" in asset_keys(r)]
     assert matched_by and all(run_tags(r).get(AUTOMATION_TAG) == "true" for r in matched_by)
-    assert warehouse(
+    assert deployment.warehouse.fetch_all(
         "select count(*) from analytics.raw_candidates_quarantine where source_file = %s",
         ("arrival-1.jsonl",),
     ) == [(2,)]
