@@ -113,8 +113,13 @@ def markdown_table(rows: list[Samples]) -> str:
             f"{v}: " + ", ".join(f"{t:.2f}" for t in row.times.get(v, [])) for v in row.labels
         )
         target = f"<= {row.target}x" if row.target is not None else "-"
+        # A row may compare other variants than the header's (e.g. the floor against plain).
+        first, second = (
+            f"{row.median(label):.2f}" + ("" if label == header else f" ({label})")
+            for label, header in zip(row.labels, (ours, base), strict=True)
+        )
         lines.append(
-            f"| {row.name} | {row.median(row.labels[0]):.2f} | {row.median(row.labels[1]):.2f} | "
+            f"| {row.name} | {first} | {second} | "
             f"{row.ratio:.2f}x | {target} | {row.verdict()} | {raw} |"
         )
     return "\n".join(lines)
