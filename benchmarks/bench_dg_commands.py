@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
@@ -168,8 +169,17 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     process.wait(timeout=10)
 
 
-def time_dev(project: Path, log_path: Path, timeout: float) -> tuple[float, float]:
-    """Seconds from launching `dg dev` until `/server_info` answers, and until the location loads."""
+def time_dev(
+    project: Path,
+    log_path: Path,
+    timeout: float,
+    watch: Callable[[int, float], None] | None = None,
+    poll_seconds: float = 0.25,
+) -> tuple[float, float]:
+    """Seconds from launching `dg dev` until `/server_info` answers, and until the location loads.
+
+    `watch(pid, elapsed)`, if given, is called on every poll with the pid of `dg dev`.
+    """
     port = _free_port()
     command = [sys.executable, "-c", SIGNAL_WRAPPER, DG, "dev", "--host", "127.0.0.1", "--port"]
     with log_path.open("wb") as log:
@@ -187,6 +197,8 @@ def time_dev(project: Path, log_path: Path, timeout: float) -> tuple[float, floa
             ui_seconds: float | None = None
             while True:
                 elapsed = time.perf_counter() - start
+                if watch is not None:
+                    watch(process.pid, elapsed)
                 if elapsed > timeout:
                     raise TimeoutError(f"dg dev in {project} not loaded after {timeout}s; {log_path}")
                 if process.poll() is not None:
@@ -199,7 +211,7 @@ def time_dev(project: Path, log_path: Path, timeout: float) -> tuple[float, floa
                         raise RuntimeError(f"code location failed to load in {project}: {error}")
                     if loaded:
                         return ui_seconds, time.perf_counter() - start
-                time.sleep(0.25)
+                time.sleep(poll_seconds)
         finally:
             _stop(process)
 
