@@ -62,7 +62,11 @@ WORKSPACE_QUERY = (
 
 
 def bench_commands(projects: dict[Component, Path], repeats: int, label: str) -> list[Samples]:
-    """Warms each variant once, then alternates timed `dg check defs` and `dg list defs` runs."""
+    """Warms each variant once, then alternates timed `dg check defs` and `dg list defs` runs.
+
+    Each turn ends with one `dg check defs` per variant right after an edit of one model's SQL (a
+    comment appended), which re-parses in both; the next turn's commands then find nothing changed.
+    """
     warm = Samples(f"{label}: first `dg check defs` (warm-up, cold state)", None)
     for variant in VARIANTS:
         seconds = run_dg(projects[variant], "check", "defs")
@@ -70,13 +74,20 @@ def bench_commands(projects: dict[Component, Path], repeats: int, label: str) ->
         print(f"  warm-up check defs {variant}: {seconds:.1f}s", flush=True)
     check = Samples(f"{label}: `dg check defs`, nothing changed", CHECK_TARGET)
     listing = Samples(f"{label}: `dg list defs`, nothing changed", LIST_TARGET)
+    edited = Samples(f"{label}: `dg check defs` after one model's SQL was edited", None)
     for repeat in range(repeats):
         for samples, args in ((check, ("check", "defs")), (listing, ("list", "defs"))):
             for variant in VARIANTS:
                 seconds = run_dg(projects[variant], *args)
                 samples.add(variant, seconds)
                 print(f"  [{repeat + 1}/{repeats}] dg {' '.join(args)} {variant}: {seconds:.1f}s")
-    return [warm, check, listing]
+        for variant in VARIANTS:
+            model = min((projects[variant] / "dbt_project" / "models").rglob("*.sql"))
+            model.write_text(model.read_text() + f"\n-- edited by the benchmark, turn {repeat}\n")
+            seconds = run_dg(projects[variant], "check", "defs")
+            edited.add(variant, seconds)
+            print(f"  [{repeat + 1}/{repeats}] dg check defs after an edit {variant}: {seconds:.1f}s")
+    return [warm, check, listing, edited]
 
 
 def _free_port() -> int:
