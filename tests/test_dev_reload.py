@@ -1,6 +1,9 @@
 """The dbt project watcher asks the webserver to reload when, and only when, a parse would differ."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -20,7 +23,14 @@ class _FakeWebserver(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _FakeWebserver.queries.append(body)
-        data = {"workspaceOrError": {"locationEntries": [{"name": "analytics"}]}}
+        data = {
+            "workspaceOrError": {"locationEntries": [{"name": "analytics"}]},
+            "reloadRepositoryLocation": {
+                "__typename": "WorkspaceLocationEntry",
+                "name": "analytics",
+                "locationOrLoadError": {"__typename": "RepositoryLocation"},
+            },
+        }
         payload = json.dumps({"data": data}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -42,7 +52,11 @@ def webserver(monkeypatch: pytest.MonkeyPatch):
 
 
 def _reloads(queries: list[dict]) -> list[str]:
-    return [q["variables"]["name"] for q in queries if "reloadRepositoryLocation" in q["query"]]
+    return [
+        q["variables"]["repositoryLocationName"]
+        for q in queries
+        if "reloadRepositoryLocation" in q["query"]
+    ]
 
 
 def _wait_until(condition, seconds: float = 10) -> bool:
@@ -126,3 +140,18 @@ def test_webserver_url_defaults_to_dg_devs_port(monkeypatch: pytest.MonkeyPatch)
         lambda: [["dagster", "code-server", "start", "--port", "4000"], ["dg", "dev", "-p", "3111"]],
     )
     assert dev_reload.webserver_url() == "http://127.0.0.1:3111"
+
+
+def test_webserver_url_reads_the_dg_dev_command_of_an_ancestor(tmp_path: Path):
+    # An ancestor started as `... dev -p 3222` (as `dg dev -p 3222` is) runs the code server.
+    code_server = "from dagster_autopilot import dev_reload; print(dev_reload.webserver_url())"
+    dg_dev = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code_server!r}])"
+    env = {k: v for k, v in os.environ.items() if k != dev_reload.WEBSERVER_URL_ENV}
+    printed = subprocess.run(
+        [sys.executable, "-c", dg_dev, "dev", "-p", "3222"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed.strip() == "http://127.0.0.1:3222"

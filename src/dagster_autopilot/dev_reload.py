@@ -11,24 +11,26 @@ version.
 """
 
 import itertools
-import json
 import logging
 import os
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from dagster_autopilot.dbt_parse_cache import source_files
 
 logger = logging.getLogger("dagster_autopilot.dev_reload")
 
 WEBSERVER_URL_ENV = "AUTOPILOT_WEBSERVER_URL"
+LIST_TIMEOUT_SECONDS = 30
 RELOAD_TIMEOUT_SECONDS = 600
 SETTLE_SECONDS = 0.1
 WARM_UP_DELAY_SECONDS = 15
+LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
 _watched: set[Path] = set()
 
 
@@ -39,17 +41,13 @@ def _is_dev_code_server() -> bool:
 
 
 def _ancestor_args() -> list[list[str]]:
-    """Command lines of this process's ancestors, nearest first (Linux; empty elsewhere)."""
-    found, pid = [], os.getppid()
-    for _ in range(8):
+    """Command lines of this process's ancestors, nearest first (those it may read)."""
+    found = []
+    for ancestor in psutil.Process().parents():
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-        found.append([arg.decode(errors="replace") for arg in cmdline.split(b"\0") if arg])
-        if pid <= 1:
-            break
+            found.append(ancestor.cmdline())
+        except psutil.Error:
+            continue  # exited meanwhile, or another user's process
     return found
 
 
@@ -69,29 +67,28 @@ def webserver_url() -> str:
     return f"http://{host}:{port}"
 
 
-def _graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
-
-
 def reload_code_locations(url: str) -> list[str]:
     """Asks the webserver at `url` to reload every code location; returns their names."""
-    workspace = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
-    names = [e["name"] for e in workspace["data"]["workspaceOrError"]["locationEntries"]]
+    # Imported here: a second of imports that only `dg dev`'s code server needs.
+    import gql
+    from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
+    from gql.transport.requests import RequestsHTTPTransport
+
+    endpoint = f"{url}/graphql"
+    # dagster-graphql's client lists no code locations: the workspace query goes through gql.
+    listing = gql.Client(transport=RequestsHTTPTransport(endpoint, timeout=LIST_TIMEOUT_SECONDS))
+    workspace = listing.execute(gql.gql(LOCATIONS_QUERY))["workspaceOrError"]
+    names = [entry["name"] for entry in workspace["locationEntries"]]
+    client = DagsterGraphQLClient(
+        url,
+        # The webserver answers once the new code server has loaded the definitions.
+        transport=RequestsHTTPTransport(endpoint, timeout=RELOAD_TIMEOUT_SECONDS),
+    )
     for name in names:
-        _graphql(
-            url,
-            "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name)"
-            " { __typename } }",
-            {"name": name},
-            # The webserver answers once the new code server has loaded the definitions.
-            timeout=RELOAD_TIMEOUT_SECONDS,
-        )
+        reloaded = client.reload_repository_location(name)
+        if reloaded.status is not ReloadRepositoryLocationStatus.SUCCESS:
+            # The UI shows the code location's load error.
+            logger.warning("code location %s did not reload: %s", name, reloaded.message)
     return names
 
 
