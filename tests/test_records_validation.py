@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from records_files import read_checked
 
 from dagster_autopilot.records import (
     QUARANTINE_REASONS,
     RecordSpec,
     UnreadableFileError,
+    iter_batches,
     read_records,
     record_hash,
 )
@@ -53,7 +55,7 @@ def test_every_reason_is_detected_on_its_own_line_and_the_counts_add_up(tmp_path
         {**GOOD, "id": "a8", "notes": None, "years": None},
     )
 
-    batch = read_records(path, SPEC)
+    batch = read_checked(path, SPEC)
 
     assert reasons_by_line(batch) == {
         2: "missing_id",
@@ -77,7 +79,7 @@ def test_a_kept_record_has_the_spec_columns_parsed_its_hash_and_its_line(tmp_pat
         {"id": " b1 ", "name": "Bo", "years": " 12 ", "occupation": "ignored"},
     )
 
-    (record,) = read_records(path, SPEC).records
+    (record,) = read_checked(path, SPEC).records
 
     assert record == {
         "id": "b1",
@@ -95,7 +97,7 @@ def test_a_kept_record_has_the_spec_columns_parsed_its_hash_and_its_line(tmp_pat
 def test_anything_but_a_plain_32_bit_integer_is_the_wrong_type(tmp_path: Path, years):
     path = write_jsonl(tmp_path / "people.jsonl", {**GOOD, "years": years})
 
-    batch = read_records(path, SPEC)
+    batch = read_checked(path, SPEC)
 
     assert reasons_by_line(batch) == {1: "wrong_type"}
 
@@ -103,20 +105,20 @@ def test_anything_but_a_plain_32_bit_integer_is_the_wrong_type(tmp_path: Path, y
 def test_text_that_is_not_a_string_is_the_wrong_type(tmp_path: Path):
     path = write_jsonl(tmp_path / "people.jsonl", {**GOOD, "id": 7}, {**GOOD, "notes": ["a"]})
 
-    assert reasons_by_line(read_records(path, SPEC)) == {1: "wrong_type", 2: "wrong_type"}
+    assert reasons_by_line(read_checked(path, SPEC)) == {1: "wrong_type", 2: "wrong_type"}
 
 
 def test_a_json_value_that_is_not_an_object_is_malformed(tmp_path: Path):
     path = write_jsonl(tmp_path / "people.jsonl", "[1, 2]", '"a string"')
 
-    assert reasons_by_line(read_records(path, SPEC)) == {1: "malformed_row", 2: "malformed_row"}
+    assert reasons_by_line(read_checked(path, SPEC)) == {1: "malformed_row", 2: "malformed_row"}
 
 
 def test_repeated_rows_are_kept_once_and_counted_as_duplicates(tmp_path: Path):
     changed = {**GOOD, "notes": "likes python"}
     path = write_jsonl(tmp_path / "people.jsonl", GOOD, GOOD, changed, GOOD)
 
-    batch = read_records(path, SPEC)
+    batch = read_checked(path, SPEC)
 
     # The same id with new content is a new record; identical rows are one record.
     assert [(r["notes"], r["line_number"]) for r in batch.records] == [
@@ -131,7 +133,7 @@ def test_quarantined_text_is_capped_and_readable(tmp_path: Path):
     huge = {**GOOD, "notes": "é" * (RAW_TEXT_CAP * 2)}
     path = write_jsonl(tmp_path / "people.jsonl", huge, b'{"id": "x", "name": "\xff\xfe"}')
 
-    oversized, bad_bytes = read_records(path, SPEC).quarantined
+    oversized, bad_bytes = read_checked(path, SPEC).quarantined
 
     assert oversized.reason == "oversized_text"
     assert len(oversized.raw_text) == RAW_TEXT_CAP
@@ -153,7 +155,7 @@ def test_csv_rows_are_read_like_jsonl_rows(tmp_path: Path):
     )
     jsonl_path = write_jsonl(tmp_path / "people.jsonl", {**GOOD, "extra": "other"})
 
-    batch = read_records(csv_path, SPEC)
+    batch = read_checked(csv_path, SPEC)
 
     # a2 spans lines 3 and 4, so every later row starts one line further down.
     assert reasons_by_line(batch) == {5: "malformed_row", 6: "invalid_encoding", 8: "missing_id"}
@@ -162,7 +164,7 @@ def test_csv_rows_are_read_like_jsonl_rows(tmp_path: Path):
     assert batch.records[1]["notes"] == 'two\nlines "quoted"'
     assert batch.records[1]["years"] is None
     # The same record hashes the same whichever format it came in.
-    assert batch.records[0]["record_hash"] == read_records(jsonl_path, SPEC).records[0]["record_hash"]
+    assert batch.records[0]["record_hash"] == read_checked(jsonl_path, SPEC).records[0]["record_hash"]
     assert batch.rows_read == 6 == batch.kept_count + batch.quarantined_count
 
 
@@ -170,21 +172,22 @@ def test_an_unterminated_csv_quote_at_the_end_is_malformed(tmp_path: Path):
     path = tmp_path / "people.csv"
     path.write_text('id,name,notes,years\na1,Ada,"never closed,3\n')
 
-    assert reasons_by_line(read_records(path, SPEC)) == {2: "malformed_row"}
+    assert reasons_by_line(read_checked(path, SPEC)) == {2: "malformed_row"}
 
 
 def test_a_file_that_cannot_be_read_at_all_raises_a_clear_error(tmp_path: Path):
     no_column = tmp_path / "people.csv"
-    no_column.write_text("id,name,years\na1,Ada,3\n")
+    no_column.write_text("id,notes,years\na1,likes sql,3\n")
     unknown = tmp_path / "people.xlsx"
     unknown.write_text("whatever")
 
-    with pytest.raises(UnreadableFileError, match=r"lacks the column\(s\) \['notes'\]"):
-        read_records(no_column, SPEC)
-    with pytest.raises(UnreadableFileError, match=r"unsupported extension '\.xlsx'"):
-        read_records(unknown, SPEC)
-    with pytest.raises(FileNotFoundError):
-        read_records(tmp_path / "missing.jsonl", SPEC)
+    for read in (read_records, iter_batches):
+        with pytest.raises(UnreadableFileError, match=r"lacks the required column\(s\) \['name'\]"):
+            read(no_column, SPEC)
+        with pytest.raises(UnreadableFileError, match=r"unsupported extension '\.xlsx'"):
+            read(unknown, SPEC)
+        with pytest.raises(FileNotFoundError):
+            read(tmp_path / "missing.jsonl", SPEC)
 
 
 def test_an_empty_file_has_no_rows(tmp_path: Path):
@@ -192,7 +195,7 @@ def test_an_empty_file_has_no_rows(tmp_path: Path):
     (tmp_path / "empty.jsonl").write_text("\n\n")
 
     for name in ("empty.csv", "empty.jsonl"):
-        batch = read_records(tmp_path / name, SPEC)
+        batch = read_checked(tmp_path / name, SPEC)
         assert (batch.rows_read, batch.records, batch.quarantined) == (0, [], [])
 
 
@@ -210,3 +213,20 @@ def test_an_empty_file_has_no_rows(tmp_path: Path):
 def test_an_inconsistent_spec_is_refused(spec: dict, message: str):
     with pytest.raises(ValidationError, match=message):
         RecordSpec(**spec)
+
+
+def test_text_a_database_cannot_store_is_invalid_encoding(tmp_path: Path):
+    path = write_jsonl(
+        tmp_path / "people.jsonl",
+        '{"id": "a1", "name": "half a pair \\ud800"}',
+        '{"id": "a2", "name": "Ada", "notes": "nul \\u0000"}',
+        GOOD,
+    )
+
+    batch = read_checked(path, SPEC)
+
+    assert reasons_by_line(batch) == {1: "invalid_encoding", 2: "invalid_encoding"}
+    assert [row.detail for row in batch.quarantined] == [
+        "'name' holds an unpaired surrogate, not Unicode text",
+        "'notes' holds a NUL character, which PostgreSQL text cannot store",
+    ]
