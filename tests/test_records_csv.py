@@ -14,6 +14,7 @@ from dagster_autopilot.records import (
     UnreadableFileError,
     iter_batches,
     read_records,
+    validation,
 )
 from dagster_autopilot.samples import talent
 
@@ -255,3 +256,29 @@ def test_quoted_values_round_trip_through_the_csv_writer(tmp_path: Path):
 
     assert [record["notes"] for record in batch.records] == values
     assert batch.quarantined == []
+
+
+def test_bad_bytes_in_a_multi_line_record_quarantine_the_whole_record(tmp_path: Path):
+    path = tmp_path / "jobs.csv"
+    path.write_bytes(b'id,title,notes,years\na1,Engineer,"first\nRen\xe9e",1\na2,Engineer,two,2\n')
+
+    batch = read_checked(path, SPEC)
+
+    assert reasons_by_line(batch) == {2: "invalid_encoding"}
+    assert batch.quarantined[0].detail == "not UTF-8 at byte 22"
+    assert batch.quarantined[0].raw_text == 'a1,Engineer,"first\nRen\ufffde",1'
+    assert (batch.quarantined_lines, kept_lines(batch)) == (2, [4])
+
+
+def test_a_quote_left_open_for_too_long_stops_holding_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(validation, "MAX_RECORD_CHARS", 100)
+    rows = [f"a{n},Engineer,notes {n},{n}" for n in range(3, 30)]
+    path = write_csv(tmp_path / "jobs.csv", HEADER, 'a1,"Engineer,x,1', "a2,Engineer,two,2", *rows)
+
+    batch = read_checked(path, SPEC)
+
+    assert reasons_by_line(batch) == {2: "malformed_row"}
+    assert "over 100 characters" in batch.quarantined[0].detail
+    assert kept_lines(batch) == list(range(3, 31))

@@ -366,15 +366,16 @@ def _batches(opened: _OpenFile, spec: RecordSpec, batch_rows: int | None) -> Ite
                 batch = Batch(opened.path, first_line=batch.last_line + 1, last_line=batch.last_line)
             batch.rows_read += 1
             batch.last_line = row.line_number + len(row.lines) - 1
-            try:
-                if row.rejection:
-                    raise row.rejection
-                record = validator.record(row.values)
-            except _RowRejected as rejected:
+            rejection = row.rejection
+            if rejection is None:
+                try:
+                    record = validator.record(row.values)
+                except _RowRejected as rejected:
+                    rejection = rejected
+            if rejection is not None:
+                raw_text = _raw_text(row.lines)
                 batch.quarantined.append(
-                    QuarantinedRow(
-                        row.line_number, rejected.reason, rejected.detail, _raw_text(row.lines)
-                    )
+                    QuarantinedRow(row.line_number, rejection.reason, rejection.detail, raw_text)
                 )
                 batch.quarantined_lines += len(row.lines)
                 continue
@@ -397,15 +398,15 @@ def _raw_text(lines: list[str]) -> str:
 
 def _encoding_rejection(lines: list[str]) -> _RowRejected | None:
     """Where the lines, read with surrogate escapes, held a byte that is not UTF-8."""
-    offset = 0
-    for line in lines:
-        if not line.isascii():
-            try:
-                line.encode("utf-8")
-            except UnicodeEncodeError as error:
-                offset += len(line[: error.start].encode("utf-8", "surrogateescape"))
-                return _RowRejected("invalid_encoding", f"not UTF-8 at byte {offset}")
-        offset += len(line.encode("utf-8", "surrogateescape"))
+    for index, line in enumerate(lines):
+        if line.isascii():
+            continue
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as error:
+            before = "".join(lines[:index]) + line[: error.start]
+            offset = len(before.encode("utf-8", "surrogateescape"))
+            return _RowRejected("invalid_encoding", f"not UTF-8 at byte {offset}")
     return None
 
 
