@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,14 +44,7 @@ ColumnType = Literal["text", "integer"]
 QuarantineReason = Literal[
     "missing_id", "empty_text", "wrong_type", "oversized_text", "invalid_encoding", "malformed_row"
 ]
-QUARANTINE_REASONS: tuple[QuarantineReason, ...] = (
-    "missing_id",
-    "empty_text",
-    "wrong_type",
-    "oversized_text",
-    "invalid_encoding",
-    "malformed_row",
-)
+QUARANTINE_REASONS: tuple[QuarantineReason, ...] = get_args(QuarantineReason)
 # A quarantined row keeps its text for a person to look at, not to be replayed: an oversized row
 # must not make the quarantine table oversized too.
 RAW_TEXT_CAP = 2000
@@ -66,14 +59,7 @@ FileRejectReason = Literal[
     "not_utf8",
     "bad_line_endings",
 ]
-FILE_REJECT_REASONS: tuple[FileRejectReason, ...] = (
-    "unsupported_extension",
-    "unreadable_header",
-    "duplicate_column",
-    "missing_required_column",
-    "not_utf8",
-    "bad_line_endings",
-)
+FILE_REJECT_REASONS: tuple[FileRejectReason, ...] = get_args(FileRejectReason)
 DEFAULT_BATCH_ROWS = 50_000
 # A quoted field that runs on for this long is a quote never closed, not data: its record is
 # quarantined on its first line, and holding it never takes more memory than this.
