@@ -19,9 +19,11 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psutil
 from dagster import Array, Field
 from dagster._cli.api import _execute_run_command_body
 from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
@@ -36,8 +38,14 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.interrupts import capture_interrupts
 
-# Which process runs a run, so that `terminate` (called by the webserver) can interrupt it.
+# Which process runs a run, so that `terminate` (called by the webserver) can interrupt it, and
+# when it started, so that another process that later gets the same pid is not taken for it.
 WORKER_PID_TAG = "autopilot/run_worker_pid"
+WORKER_STARTED_TAG = "autopilot/run_worker_started"
+# Set in the run worker's environment, and so inherited by every process it starts (the
+# multiprocess executor's step processes, and theirs, such as dbt): how the launcher finds the
+# processes of a run whose worker died, since they are then no longer its descendants.
+RUN_ID_ENV = "AUTOPILOT_RUN_ID"
 
 
 class PreloadedRunLauncher(DefaultRunLauncher):
@@ -100,8 +108,32 @@ class PreloadedRunLauncher(DefaultRunLauncher):
             name=f"dagster-run-{run.run_id}",
         )
         worker.start()
-        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(worker.pid)})
+        tags = {WORKER_PID_TAG: str(worker.pid)}
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tags[WORKER_STARTED_TAG] = repr(psutil.Process(worker.pid).create_time())
+        self._instance.add_run_tags(run.run_id, tags)
         self._run_ids.add(run.run_id)
+        threading.Thread(
+            target=self._fail_run_when_its_worker_dies,
+            args=(run.run_id, worker),
+            name=f"watch-run-worker-{run.run_id}",
+            daemon=True,
+        ).start()
+
+    def _fail_run_when_its_worker_dies(self, run_id: str, worker: Any) -> None:
+        """Waits for the run worker to exit. A worker that exits before its run is finished was
+        killed (by hand, or by the out-of-memory killer): its steps are stopped before the run is
+        marked failed, so that no step of a failed run writes anything."""
+        worker.join()
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return
+        stopped = stop_run_processes(run_id)
+        self._instance.report_run_failed(
+            run,
+            f"The run worker process {worker.pid} exited with code {worker.exitcode} before the run "
+            f"finished. {_stopped_message(stopped)}",
+        )
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -126,11 +158,42 @@ class PreloadedRunLauncher(DefaultRunLauncher):
         pid = _worker_pid(run)
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"no {WORKER_PID_TAG} tag")
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
-        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        if _is_running(pid, run.tags.get(WORKER_STARTED_TAG)):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        # Monitoring marks the run failed on this answer: its steps are stopped first.
+        stopped = stop_run_processes(run.run_id)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run worker process {pid} is gone. {_stopped_message(stopped)}"
+        )
+
+
+def stop_run_processes(run_id: str) -> list[int]:
+    """Kills every process of run `run_id` (see RUN_ID_ENV); returns their pids."""
+    stopped = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            if process.pid != os.getpid() and process.environ().get(RUN_ID_ENV) == run_id:
+                process.kill()
+                stopped.append(process.pid)
+    return stopped
+
+
+def _stopped_message(stopped: list[int]) -> str:
+    if not stopped:
+        return "No process of the run was left."
+    return f"Killed the run's remaining processes {sorted(stopped)}."
+
+
+def _is_running(pid: int, started: str | None) -> bool:
+    """Whether the worker `pid` still runs: a process with that pid that started at the tagged
+    time (when there is a tag) and has not exited."""
+    try:
+        process = psutil.Process(pid)
+        if started is not None and abs(process.create_time() - float(started)) > 0.5:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _worker_pid(run: DagsterRun) -> int | None:
@@ -142,6 +205,7 @@ def _worker_pid(run: DagsterRun) -> int | None:
 def _run_worker(run_id: str, instance_ref: InstanceRef) -> None:
     """The forked run process: the body of `dagster api execute_run` (a private function of
     dagster 1.13), plus a thread that interrupts the run once it is marked CANCELING."""
+    os.environ[RUN_ID_ENV] = run_id
     with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
         watcher, stop_watching = start_run_cancellation_thread(instance, run_id)
         try:
