@@ -534,7 +534,10 @@ class _Validator:
                 raise _RowRejected("empty_text", f"'{name}' is empty")
         for name in self._text_columns:
             value = record[name]
-            if value is not None:
+            # Plain short text, the common case, passes without a call.
+            if value is not None and (
+                len(value) > self._max_text_chars or "\x00" in value or not value.isascii()
+            ):
                 _check_text(name, value, self._max_text_chars)
         return record
 
