@@ -77,6 +77,9 @@ def test_one_run_at_a_time_per_dbt_project_and_two_embedding_runs(instance_ref: 
 
 def test_run_monitoring_and_no_prompt(instance_ref: InstanceRef):
     assert instance_ref.settings["run_monitoring"]["enabled"] is True
+    # A run whose worker is gone (after a daemon restart, when no launcher watches the worker) is
+    # failed at the next monitoring pass: well within 2 minutes, not after the default 120 s.
+    assert instance_ref.settings["run_monitoring"]["poll_interval_seconds"] <= 60
     assert instance_ref.settings["nux"] == {"enabled": False}
     assert instance_ref.settings["telemetry"] == {"enabled": False}
 
