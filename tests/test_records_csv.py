@@ -244,3 +244,13 @@ def test_a_quote_left_open_for_too_long_stops_holding_lines(
     assert reasons_by_line(batch) == {2: "malformed_row"}
     assert "over 100 characters" in batch.quarantined[0].detail
     assert kept_lines(batch) == list(range(3, 31))
+
+
+def test_a_field_longer_than_the_csv_module_default_limit_is_oversized_not_malformed(tmp_path: Path):
+    long_notes = "word " * 40_000
+    path = write_csv(tmp_path / "jobs.csv", HEADER, f'a1,Engineer,"{long_notes}\nmore",1', "a2,x,y,2")
+
+    batch = read_checked(path, SPEC)
+
+    assert reasons_by_line(batch) == {2: "oversized_text"}
+    assert kept_lines(batch) == [4]

@@ -64,6 +64,10 @@ DEFAULT_BATCH_ROWS = 50_000
 # A quoted field that runs on for this long is a quote never closed, not data: its record is
 # quarantined on its first line, and holding it never takes more memory than this.
 MAX_RECORD_CHARS = 1_000_000
+# The csv module refuses fields over 128 KiB by default: such a field would be quarantined as
+# malformed on its first line and its other lines read as records of their own. Raised, never
+# lowered, so that other users of the module keep any higher limit they set.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_CHARS))
 # How much of the start of a file shows its encoding and line endings.
 _START_BYTES = 64 * 1024
 # Plain ASCII digits only: Python's int() would also accept "1_000" and non-ASCII digits.
