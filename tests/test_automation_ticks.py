@@ -136,3 +136,41 @@ def test_every_dbt_asset_is_tagged_and_automated(project_defs: dg.Definitions):
         for key, spec in specs.items()
     }
     assert actual == expected
+
+
+def make_tables_stale_and_reach_tuesdays_cron(ticker: Ticker) -> None:
+    """Everything built on Monday; new orders; Tuesday 06:01:30, the tables' cron decision."""
+    build_everything(ticker)
+    ticker.simulate_run({"raw_orders", "stg_orders"})
+    assert ticker.tick(24 * HOUR) == TABLES
+
+
+def test_a_failed_cron_table_is_requested_again_within_the_same_cron_period(ticker: Ticker):
+    from dagster._core.test_utils import freeze_time
+
+    make_tables_stale_and_reach_tuesdays_cron(ticker)
+    failing = {"customer_orders", "customer_segments"}  # the child is skipped with its parent
+    run_at_clock(ticker, TABLES - failing)
+    assert not run_at_clock(ticker, failing, fail=True).success  # 06:01:30
+    assert ticker.tick() == set(), "the default backoff waits 5 minutes after a failure"
+    running = ticker.start_run(failing)  # someone retries by hand
+    assert ticker.tick(5 * MINUTE) == set(), "never while its run is in progress"
+    with freeze_time(ticker.now):  # 06:07:00, the second consecutive failure
+        ticker.instance.report_run_failed(running)
+    assert ticker.tick(9 * MINUTE) == set(), "two failures: 10 minutes"
+    assert ticker.tick(MINUTE) == failing, "06:17:00: requested again, not on Wednesday"
+    run_at_clock(ticker, failing)
+    assert [ticker.tick(HOUR) for _ in range(20)] == [set()] * 20, "a success consumes the decision"
+    assert ticker.tick(4 * HOUR) == set(), "Wednesday 06:17: nothing changed, nothing rebuilt"
+
+
+def test_a_cron_table_heals_once_its_failed_parent_is_fixed_by_hand(ticker: Ticker):
+    make_tables_stale_and_reach_tuesdays_cron(ticker)
+    # One run builds the tables; customer_orders fails and its child is skipped (dagster#34067).
+    assert not run_at_clock(ticker, TABLES, fail=True).success  # 06:01:30
+    assert ticker.tick() == set()
+    run_at_clock(ticker, {"customer_orders"})  # the parent fixed by a manual run at 06:02:00
+    assert ticker.tick(4 * MINUTE) == set(), "06:06:00: the others still back off"
+    assert ticker.tick(MINUTE) == TABLES - {"customer_orders"}, "06:07:00, not Wednesday"
+    run_at_clock(ticker, TABLES - {"customer_orders"})
+    assert [ticker.tick(HOUR) for _ in range(3)] == [set()] * 3

@@ -135,3 +135,17 @@ def test_nothing_inside_quiet_hours_and_what_fell_due_right_after(guarded):
     assert "stg_customers" not in ticker.tick(), "22:31, quiet"
     assert "stg_customers" not in ticker.tick(until(ticker, 5, 59, 30)), "05:59:30, quiet"
     assert "stg_customers" in ticker.tick(MINUTE), "06:00:30"
+
+
+def test_a_failing_cron_table_is_retried_until_its_failure_budget_pauses_it(guarded):
+    ticker = guarded({"order_summary": {"backoff": {"base": "1m", "max_failures": 2}}})
+    build_seeds_and_views(ticker)
+    assert ticker.tick(until(ticker, 6, 0, 30)) == TABLES, "the tables are missing at 06:00"
+    run_at_clock(ticker, TABLES - {"order_summary"})
+    assert not run_at_clock(ticker, {"order_summary"}, fail=True).success
+    assert ticker.tick(MINUTE) == {"order_summary"}, "06:01:30, after its 1 minute backoff"
+    assert not run_at_clock(ticker, {"order_summary"}, fail=True).success
+    later = [ticker.tick(HOUR) for _ in range(30)]  # Tuesday's cron tick passes meanwhile
+    assert later == [set()] * 30, "paused after 2 failures"
+    run_at_clock(ticker, {"order_summary"})  # a manual success
+    assert [ticker.tick() for _ in range(3)] == [set()] * 3

@@ -37,6 +37,17 @@ CODE_CHANGED = AC.code_version_changed().since(AC.newly_updated()).with_label("c
 # Resets when this asset's request was handled: it was requested, or it materialized anyway.
 HANDLED = (AC.newly_requested() | AC.newly_updated()).with_label("handled")
 
+# A request whose run failed is not done with: this sensor requested the asset since it last
+# materialized, and the latest run that planned it failed without building it (a parent failing
+# in the same run included). Under the backoff guard it is requested again until it succeeds or
+# is paused, instead of waiting for the next cron tick (dagster#34067). Only failures: a cancel is
+# someone's decision, and a run that succeeded without building the asset must not loop. Not the
+# cron trigger `.since(newly_updated())`: that would evaluate the staleness subtree twice a tick,
+# and `execution_failed()` (an instance query) only runs where the cheap `since` is true.
+FAILED_REQUEST = (AC.newly_requested().since(AC.newly_updated()) & AC.execution_failed()).with_label(
+    "failed_request"
+)
+
 
 # A parent was updated since the previous tick (in a run that did not also build this asset) or
 # is requested on this one; a view parent also counts the real assets behind its chain of views,
@@ -89,12 +100,13 @@ def on_cron(policy: AutomationPolicy) -> dg.AutomationCondition:
     Unlike Dagster's `on_cron()`, it does not wait for every parent to update after the cron tick:
     views only update when their code or parents change, so a table under `on_cron()` would wait
     forever. The decision taken at the cron tick is remembered until the request is handled, so a
-    table that is busy at 06:00 is built once its run or its parents finish.
+    table that is busy at 06:00 is built once its run or its parents finish; a request whose run
+    failed is made again after the backoff (`FAILED_REQUEST`).
     """
     assert policy.cron is not None
     tick = AC.cron_tick_passed(policy.cron, policy.timezone)
     trigger = tick if policy.rebuild == "always" else tick & STALE
-    due = trigger.since(HANDLED).with_label("cron")
+    due = (trigger.since(HANDLED) | FAILED_REQUEST).with_label("cron")
     return _all([_with_expiry(due, policy), *_guards(policy)], "on_cron")
 
 
