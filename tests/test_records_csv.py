@@ -3,6 +3,7 @@ that cannot be read as a whole is refused with its reason and its name."""
 
 import csv
 import io
+import random
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,23 @@ def test_a_field_longer_than_the_csv_module_default_limit_is_oversized_not_malfo
 
     assert reasons_by_line(batch) == {2: "oversized_text"}
     assert kept_lines(batch) == [4]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_line_of_a_garbled_csv_is_accounted_for(tmp_path: Path, seed: int):
+    rng = random.Random(seed)
+    pieces = ["a", "Engineer", '"', '""', ",", " ", "\n", "\r\n", "\r", "é", "\xff", "1"]
+    lines = [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.5
+        else f"a{n},Engineer,notes {n},{n}"
+        for n in range(30)
+    ]
+    path = tmp_path / "jobs.csv"
+    path.write_bytes(
+        (HEADER + "\n" + "\n".join(lines))
+        .encode("utf-8", "surrogateescape")
+        .replace("\xff".encode(), b"\xff")
+    )
+
+    read_checked(path, SPEC)
