@@ -1,21 +1,16 @@
-"""The talent assets' logic on a real DuckDB warehouse: landing, embedding and matching.
+"""The talent assets' logic on a real DuckDB warehouse: embedding and matching.
 
 dbt is not involved here (the normalized tables are written directly), so these run in seconds;
-`test_end_to_end.py` runs the whole chain with dbt.
+`test_end_to_end.py` runs the whole chain with dbt, and `test_landing.py` tests landing.
 """
 
 import hashlib
 import json
-import shutil
-from contextlib import contextmanager
-from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from dagster_autopilot.assets import embedding, landing, matching
-from dagster_autopilot.records import QUARANTINE_REASONS
-from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
+from dagster_autopilot.assets import embedding, matching
+from dagster_autopilot.samples.talent import generate
 from dagster_autopilot.vectors import HashingEmbedder
 from dagster_autopilot.warehouse import Session, Warehouse
 
@@ -27,48 +22,6 @@ SIDES = matching.MatchSides("candidate_vectors", "candidate_id", "job_vectors", 
 def count(warehouse: Warehouse, table: str) -> int:
     with warehouse.connect() as session:
         return session.fetch_all(f"select count(*) from {table}")[0][0]
-
-
-def test_each_file_and_record_is_landed_once_and_bad_rows_are_counted(tmp_path: Path):
-    warehouse = Warehouse.from_env()
-    candidates, _ = generate(60, 0, seed=1)
-    first = write_records(tmp_path / "a.jsonl", candidates[:40], CANDIDATE_SPEC, bad_rows=6)
-
-    report = landing.ingest(warehouse, "raw_candidates", CANDIDATE_SPEC, [first])
-    assert (report.records_in, report.records_kept, report.records_quarantined) == (46, 40, 6)
-    assert dict(report.quarantine_reasons) == dict.fromkeys(QUARANTINE_REASONS, 1)
-    assert count(warehouse, "raw_candidates") == 40
-    assert count(warehouse, "raw_candidates_quarantine") == 6
-
-    again = landing.ingest(warehouse, "raw_candidates", CANDIDATE_SPEC, [first])
-    assert (again.files_already_ingested, again.records_in) == (["a.jsonl"], 0)
-
-    # 10 records repeated from the first file, 20 new ones, and one changed record.
-    changed = {**candidates[0], "summary": "Now leading a data platform team."}
-    second = write_records(
-        tmp_path / "b.csv", [*candidates[30:], changed], CANDIDATE_SPEC, file_format="csv"
-    )
-    report = landing.ingest(warehouse, "raw_candidates", CANDIDATE_SPEC, [first, second])
-    assert report.files_ingested == ["b.csv"]
-    assert (report.records_in, report.records_new, report.records_duplicate) == (31, 21, 10)
-    assert report.records_in == report.records_kept + report.records_quarantined
-    assert count(warehouse, "raw_candidates") == 61
-
-
-def test_arrivals_are_found_once_each_and_unchanged_files_are_not_rehashed(tmp_path: Path):
-    folder = tmp_path / "landing"
-    folder.mkdir()
-    (folder / "one.jsonl").write_text("{}\n")
-    (folder / "notes.txt").write_text("not a landing file")
-    new, seen = landing.pending_files(folder, {})
-    assert [p.name for p in new] == ["one.jsonl"]
-    assert landing.pending_files(folder, seen)[0] == []
-
-    (folder / "two.csv").write_text("a\n")
-    (folder / "one.jsonl").write_text("{}\n")  # rewritten with the same bytes
-    new, seen = landing.pending_files(folder, seen)
-    assert [p.name for p in new] == ["two.csv"]
-    assert seen["one.jsonl"][2] == hashlib.sha256(b"{}\n").hexdigest()
 
 
 def write_normalized(session: Session, source: embedding.EmbeddingSource, texts: dict) -> None:
@@ -176,40 +129,6 @@ def test_a_crash_while_writing_matches_leaves_the_previous_table_whole(monkeypat
     with pytest.raises(RuntimeError, match="lost power"):
         embed_and_match(warehouse, candidates, jobs, "matches")
     assert matches_of(warehouse) == before
-
-
-@contextmanager
-def landed_files_removed(folder: Path):
-    """The project copy is shared: leave its landing folder as it was found."""
-    try:
-        yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_the_arrivals_sensor_requests_each_new_file_once(project_defs, project_root: Path):
-    sensor = project_defs.get_sensor_def("raw_candidates_arrivals")
-    folder = project_root / ".data" / "landing" / "candidates"
-    candidates, _ = generate(10, 0, seed=5)
-    with dg.instance_for_test() as instance, landed_files_removed(folder):
-
-        def tick(cursor: str | None) -> dg.SensorResult:
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=project_defs)
-            return sensor.evaluate_tick(context)
-
-        first = tick(None)
-        assert first.run_requests == [], "an empty landing folder requests nothing"
-        write_records(folder / "monday.jsonl", candidates[:5], CANDIDATE_SPEC, bad_rows=2)
-        second = tick(first.cursor)
-        [request] = second.run_requests
-        assert request.asset_selection == [dg.AssetKey("raw_candidates")]
-        assert request.tags["autopilot/arrivals"] == "monday.jsonl"
-        assert tick(second.cursor).run_requests == [], "the same file is not picked up twice"
-
-        write_records(folder / "tuesday.csv", candidates[5:], CANDIDATE_SPEC, file_format="csv")
-        [again] = tick(second.cursor).run_requests
-        assert again.tags["autopilot/arrivals"] == "tuesday.csv"
-        assert again.run_key != request.run_key
 
 
 def test_estimate_cost_prices_the_pending_records_before_anything_runs(project_defs, monkeypatch):

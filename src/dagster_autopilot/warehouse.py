@@ -5,7 +5,10 @@ selects PostgreSQL from the `POSTGRES_*` variables, anything else the DuckDB fil
 `AUTOPILOT_DUCKDB_PATH`. So dbt models and Python assets always share one warehouse.
 """
 
+import csv
+import io
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +22,12 @@ TARGET_ENV = "DBT_TARGET"
 # DuckDB lets one process write a file at a time. dbt and the Python steps of one run are separate
 # processes, so a connection waits for the lock instead of failing the step.
 DUCKDB_LOCK_WAIT_SECONDS = 120.0
+# How often a waiting connection tries the lock again. A writer that gives the lock up between
+# chunks pauses a little longer than this, so a waiting process gets its turn.
+DUCKDB_LOCK_POLL_SECONDS = 0.5
+# Every DuckDB file starts with a 8-byte checksum, then this magic.
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_OFFSET = 8
 
 # Rows per INSERT batch: large enough to be fast, small enough to bound memory for wide vector rows.
 INSERT_BATCH_ROWS = 2_000
@@ -35,6 +44,65 @@ def use_project_warehouse_by_default(project_root: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ[DUCKDB_PATH_ENV] = str(path)
     return path
+
+
+class WarehouseUnusableError(RuntimeError):
+    """The warehouse cannot be used at all (a damaged or foreign file): retrying will not help."""
+
+
+def is_lock_conflict(error: BaseException) -> bool:
+    """True for DuckDB's "another process holds the file" error, the one error worth waiting out.
+
+    DuckDB raises `IOException` both for a lock conflict and for a damaged file, so the class alone
+    cannot tell them apart; the message can.
+    """
+    return "could not set lock" in str(error).lower()
+
+
+def check_duckdb_file(path: str | Path) -> None:
+    """Raises `WarehouseUnusableError` naming `path` unless it is a DuckDB database (or absent).
+
+    Reads the header, then opens the file read-only and lists its tables, which reads the catalog:
+    a truncated or foreign file fails here in milliseconds. A lock conflict means another process
+    is writing a working database, so it passes.
+    """
+    import duckdb
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return  # DuckDB creates it on first use
+    with path.open("rb") as handle:
+        header = handle.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    if header[DUCKDB_MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        raise WarehouseUnusableError(f"{path} is not a valid DuckDB database: no DuckDB header")
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        if is_lock_conflict(error):
+            return
+        raise _unusable(path, error) from None
+    try:
+        connection.execute("select count(*) from duckdb_tables()").fetchall()
+    except duckdb.Error as error:
+        raise _unusable(path, error) from None
+    finally:
+        connection.close()
+
+
+def _unusable(path: str | Path, error: BaseException) -> WarehouseUnusableError:
+    return WarehouseUnusableError(
+        f"{path} is not a valid DuckDB database (damaged, truncated or not DuckDB): {error}. "
+        "Restore it from a backup, or delete it to start an empty warehouse."
+    )
+
+
+def ensure_warehouse_usable() -> None:
+    """Fails fast, naming the file, when the configured warehouse is damaged.
+
+    For callers about to hand the warehouse to another tool (dbt retries every `IOException` for
+    minutes, a damaged file included); the Python steps check on every connection.
+    """
+    Warehouse.from_env().ensure_usable()
 
 
 Column = tuple[str, str]
@@ -72,6 +140,11 @@ class Warehouse:
         host = os.environ.get("POSTGRES_HOST", "localhost")
         port = os.environ.get("POSTGRES_PORT", "5432")
         return f"postgresql://{host}:{port}/{os.environ.get('POSTGRES_DB')} schema {self.schema}"
+
+    def ensure_usable(self) -> None:
+        """Raises `WarehouseUnusableError` naming the file when the DuckDB file is damaged."""
+        if self.kind == "duckdb":
+            check_duckdb_file(self.duckdb_path)
 
     @contextmanager
     def connect(self) -> Iterator["Session"]:
@@ -113,10 +186,12 @@ class Warehouse:
                 connection = duckdb.connect(self.duckdb_path)
                 connection.begin()
                 return connection
-            except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+            except duckdb.Error as error:
+                if not is_lock_conflict(error):
+                    raise _unusable(self.duckdb_path, error) from None
+                if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(DUCKDB_LOCK_POLL_SECONDS)
 
     def sql_type(self, portable: str, dimensions: int | None = None) -> str:
         if portable == "vector":
@@ -151,6 +226,19 @@ class Session:
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
         self._cursor.execute(sql, tuple(parameters))
+
+    def write(self, sql: str, parameters: Sequence[Any] = ()) -> int:
+        """Runs an insert, update or delete; returns how many rows it touched."""
+        self._cursor.execute(sql, tuple(parameters))
+        if self.warehouse.kind == "postgres":
+            return self._cursor.rowcount
+        return self._cursor.fetchone()[0]
+
+    def commit(self) -> None:
+        """Commits what this session wrote so far, and goes on in a new transaction."""
+        self._connection.commit()
+        if self.warehouse.kind == "duckdb":
+            self._connection.begin()
 
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         self._cursor.execute(sql, tuple(parameters))
@@ -201,6 +289,38 @@ class Session:
             marks = ", ".join("?" * len(column_names))
             self._cursor.executemany(f"insert into {table} ({names}) values ({marks})", batch)
         return len(batch)
+
+    def bulk_insert(self, table: str, column_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Appends rows through the database's own CSV loader; returns how many were written.
+
+        Much faster than INSERT statements for many rows: PostgreSQL's `COPY ... FROM STDIN`,
+        DuckDB's `read_csv` of a temporary file. Both read an empty field as NULL, so an empty
+        string is stored as NULL too.
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        written = 0
+        for row in rows:
+            writer.writerow(row)
+            written += 1
+        if not written:
+            return 0
+        names = ", ".join(column_names)
+        buffer.seek(0)
+        if self.warehouse.kind == "postgres":
+            self._cursor.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", buffer)
+            return written
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8") as staged:
+            staged.write(buffer.getvalue())
+            staged.flush()
+            columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(column_names))) + "}"
+            self.execute(
+                f"insert into {table} ({names}) select * from read_csv(?, header = false, "
+                f"auto_detect = false, columns = {columns}, delim = ',', quote = '\"', "
+                "escape = '\"')",
+                (staged.name,),
+            )
+        return written
 
     def delete_ids(self, table: str, column: str, ids: Sequence[Any]) -> None:
         """Deletes the rows whose `column` is one of `ids`, through a temporary table: portable,

@@ -1,22 +1,49 @@
 """Landing files into a raw table: each file once, each record once, bad rows quarantined.
 
-Arrivals are tracked in a ledger table in the warehouse (`autopilot_arrivals`), one row per file
-content (sha256). The ledger, not the sensor cursor, is what makes ingestion exactly-once: a file sent
-again, a cursor reset, or a manual materialization finds the file already ledgered and skips it.
-It stands in for a dynamic partition per arrival batch: the downstream dbt models and vectors are
-whole tables, and partitions would only add a partition mapping to every one of them.
+Two halves share the work, and neither needs the other's state:
+
+The ledger (`autopilot_arrivals`, in the warehouse) makes ingestion exactly-once. It has one row per
+file content (sha256) and target table, with the file's status: `loading` (and the last line
+committed so far), `landed`, or `rejected` (with the reason). A file sent again, a cursor reset, a
+manual run or two runs requested for the same file find it ledgered and skip it. A file is landed
+in chunks of `BATCH_ROWS` rows, each chunk committed with the ledger's progress in the same
+transaction, so a crash after chunk k resumes at chunk k+1 and stores nothing twice. New rows go
+through a staging table and the database's bulk loader, and an anti-join against the stored rows
+drops records already stored, so no Python set of every stored row is built. The DuckDB file
+allows one writing process at a time: a landing gives the file up every `LOCK_HOLD_SECONDS` at a
+chunk boundary, so dbt and the other steps wait seconds, not the length of a big file.
+
+A file that cannot be read at all (`UnreadableFileError`: bad header, not UTF-8...) is a unit of
+its own: it is ledgered as `rejected` with the reason, shows in the quarantine table (line 0) and in
+the run's metadata, and the other files land. It is not read again until its content changes.
+
+The arrivals sensor never opens the warehouse (a DuckDB file being written cannot be read by
+another process), and its cursor stays a few hundred bytes whatever the number of files: a
+watermark over the files' change stamps, max(mtime, ctime). ctime is set by the kernel on every
+write, rename or `utime` and cannot be set back, so a rewrite that keeps size and mtime (`cp -p`,
+`rsync -t`) still moves the file past the watermark; only such files are hashed. A file is settled
+once its stamp is older than the sensor's previous look (it did not change between two looks,
+less `CLOCK_MARGIN_NS` for coarse file clocks) and older than `settle_seconds`. Each tick requests
+one run for the settled window [watermark, end) with a run key unique to the window, and the run
+lands every ready file stamped before `end` that the ledger lacks, so files of a failed run are
+landed by the next one. The sensor remembers its last request: if that run fails, it requests the
+window again after a backoff, under a new run key, without waiting for another arrival.
 """
 
 import hashlib
 import json
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal
 
-from dagster_autopilot.records import RecordSpec, read_records
-from dagster_autopilot.warehouse import Column, Session, Warehouse
+from dagster_autopilot.records import Batch, RecordSpec, UnreadableFileError, read_records
+from dagster_autopilot.records import validation as record_reading
+from dagster_autopilot.warehouse import DUCKDB_LOCK_POLL_SECONDS, Column, Session, Warehouse
 
 LEDGER_TABLE = "autopilot_arrivals"
 LEDGER_COLUMNS: list[Column] = [
@@ -28,6 +55,9 @@ LEDGER_COLUMNS: list[Column] = [
     ("records_duplicate", "integer"),
     ("records_quarantined", "integer"),
     ("ingested_at", "timestamp"),
+    ("status", "text"),
+    ("reason", "text"),
+    ("last_line", "integer"),
 ]
 QUARANTINE_COLUMNS: list[Column] = [
     ("source_file", "text"),
@@ -38,18 +68,33 @@ QUARANTINE_COLUMNS: list[Column] = [
     ("quarantined_at", "timestamp"),
 ]
 LANDING_SUFFIXES = (".csv", ".jsonl")
+LOADING, LANDED, REJECTED = "loading", "landed", "rejected"
+# Rows read, validated and committed at a time: bounds memory and the transaction's length.
+BATCH_ROWS = 50_000
+# A landing gives the DuckDB file up at the first chunk boundary after this long.
+LOCK_HOLD_SECONDS = 5.0
+# File clocks can lag the system clock by a tick (ext4) or round to seconds (network shares).
+CLOCK_MARGIN_NS = 1_000_000_000
+# A failed landing run is requested again after 30 s, 60 s, ... at most every 15 minutes.
+RETRY_BASE_SECONDS, RETRY_CAP_SECONDS = 30, 900
+# The sensor remembers this many recent files, to tell a rewrite with the same bytes from a change.
+RECENT_FILES = 32
+RECENT_NAME_CHARS = 100
+RECENT_SHA_CHARS = 32
+WINDOW_TAG = "autopilot/landing_until"
+ARRIVALS_TAG = "autopilot/arrivals"
+RUN_KEY_TAG = "dagster/run_key"
+
+CompletionMarker = Literal["none", ".done", "_SUCCESS"]
+
+
+def clock_ns() -> int:
+    """The sensor's clock; a test moves it to simulate later looks."""
+    return time.time_ns()
 
 
 def quarantine_table(table: str) -> str:
     return f"{table}_quarantine"
-
-
-def landing_files(folder: Path) -> list[Path]:
-    """The CSV and JSONL files in `folder`, oldest first, so arrivals are ingested in order."""
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in LANDING_SUFFIXES]
-    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def file_sha256(path: Path) -> str:
@@ -60,12 +105,67 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def change_stamp(path: Path) -> int:
+    """When the file last changed in any way: ctime catches rewrites that restore the mtime."""
+    stat = path.stat()
+    return max(stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def is_landing_file(path: Path) -> bool:
+    """A `.csv` or `.jsonl` file that is not hidden and not a `_` marker; `name.csv.tmp`,
+    `name.csv.part` and the like are still being written and wait for their rename."""
+    name = path.name
+    return not name.startswith((".", "_")) and path.suffix.lower() in LANDING_SUFFIXES and path.is_file()
+
+
+def ready_files(folder: Path, marker: CompletionMarker = "none") -> list[tuple[Path, int]]:
+    """The landing files of `folder` that their writer has declared complete, each with the stamp
+    from which it counts as changed, oldest first.
+
+    - `none`: every landing file, stamped by its own last change;
+    - `.done`: a file once `name.csv.done` (or `name.done`) exists, stamped by the later of both;
+    - `_SUCCESS`: the files written before the folder's `_SUCCESS`, stamped by the marker.
+    """
+    if not folder.is_dir():
+        return []
+    success = folder / "_SUCCESS"
+    success_stamp = change_stamp(success) if marker == "_SUCCESS" and success.exists() else None
+    found: list[tuple[Path, int]] = []
+    for path in folder.iterdir():
+        try:
+            if not is_landing_file(path):
+                continue
+            stamp = change_stamp(path)
+            if marker == ".done":
+                markers = [path.with_name(path.name + ".done"), path.with_suffix(".done")]
+                present = [change_stamp(m) for m in markers if m.exists()]
+                if not present:
+                    continue
+                stamp = max(stamp, *present)
+            elif marker == "_SUCCESS":
+                if success_stamp is None or stamp > success_stamp:
+                    continue
+                stamp = success_stamp
+        except FileNotFoundError:  # removed while we looked
+            continue
+        found.append((path, stamp))
+    return sorted(found, key=lambda item: (item[1], item[0].name))
+
+
+def settled_files(folder: Path, until_ns: int, marker: CompletionMarker = "none") -> list[Path]:
+    """The ready files of `folder` stamped before `until_ns`, oldest first."""
+    return [path for path, stamp in ready_files(folder, marker) if stamp < until_ns]
+
+
 @dataclass
 class IngestReport:
     """What one ingestion did; `records_in == records_kept + records_quarantined` always holds."""
 
     files_ingested: list[str] = field(default_factory=list)
     files_already_ingested: list[str] = field(default_factory=list)
+    files_rejected: dict[str, str] = field(default_factory=dict)
+    """File name -> why it cannot be read; such files are ledgered as rejected."""
+    files_vanished: list[str] = field(default_factory=list)
     records_in: int = 0
     records_kept: int = 0
     records_new: int = 0
@@ -78,6 +178,8 @@ class IngestReport:
         return {
             "files_ingested": len(self.files_ingested),
             "files_already_ingested": len(self.files_already_ingested),
+            "files_rejected": len(self.files_rejected),
+            "rejected_files": json.dumps(dict(sorted(self.files_rejected.items()))),
             "records_in": self.records_in,
             "records_kept": self.records_kept,
             "records_new": self.records_new,
@@ -99,35 +201,70 @@ def raw_columns(spec: RecordSpec) -> list[Column]:
     ]
 
 
-def ingest(warehouse: Warehouse, table: str, spec: RecordSpec, files: Iterable[Path]) -> IngestReport:
-    """Ingests the files not yet in the ledger, in one transaction.
+class _LockLease:
+    """A warehouse session that is given up at a commit once held `LOCK_HOLD_SECONDS`, and taken
+    again on next use, so another process waiting for the DuckDB file gets its turn."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self._stack: ExitStack | None = None
+        self._session: Session | None = None
+        self._since = 0.0
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._stack = ExitStack()
+            self._session = self._stack.enter_context(self.warehouse.connect())
+            self._since = time.monotonic()
+        return self._session
+
+    def commit(self) -> None:
+        self.session.commit()
+        if self.warehouse.kind == "duckdb" and time.monotonic() - self._since > LOCK_HOLD_SECONDS:
+            self.close()
+            time.sleep(DUCKDB_LOCK_POLL_SECONDS * 1.5)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._session = self._stack, None, None
+            if error is None:
+                stack.close()
+            else:
+                stack.__exit__(type(error), error, error.__traceback__)
+
+
+def ingest(
+    warehouse: Warehouse,
+    table: str,
+    spec: RecordSpec,
+    files: Iterable[Path],
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> IngestReport:
+    """Ingests the files not yet landed according to the ledger, each in chunks of `batch_rows`.
 
     A record already stored (same id, same content) counts as kept and duplicate and is not stored
-    again; the same id with new content is a new row, and the dbt model keeps the latest.
+    again; the same id with new content is a new row, and the dbt model keeps the latest. A file
+    that cannot be read is rejected (see `IngestReport.files_rejected`) and the others land; any
+    other error fails the ingestion, naming the file, with every committed chunk kept.
     """
     report = IngestReport()
+    lease = _LockLease(warehouse)
     arrived = datetime.min
-    with warehouse.connect() as session:
-        _create_tables(session, table, spec)
-        mark = session.placeholder
-        ledgered = {
-            sha
-            for (sha,) in session.fetch_all(
-                f"select file_sha256 from {LEDGER_TABLE} where target_table = {mark}", (table,)
-            )
-        }
-        stored = set(session.fetch_all(f"select {spec.id_column}, record_hash from {table}"))
+    try:
+        _create_tables(lease.session, table, spec)
+        lease.commit()
         for path in files:
-            sha = file_sha256(path)
-            if sha in ledgered:
-                report.files_already_ingested.append(path.name)
-                continue
-            ledgered.add(sha)
             # Strictly increasing per file, so "latest row per id" follows the arrival order even
             # for files ingested within the same clock tick.
             arrived = max(datetime.now(UTC).replace(tzinfo=None), arrived + timedelta(microseconds=1))
-            _ingest_file(session, table, spec, path, sha, stored, arrived, report)
-        report.table_rows = session.fetch_all(f"select count(*) from {table}")[0][0]
+            _ingest_file(lease, table, spec, path, arrived, report, batch_rows)
+        report.table_rows = lease.session.fetch_all(f"select count(*) from {table}")[0][0]
+    except BaseException as error:
+        lease.close(error)
+        raise
+    lease.close()
     return report
 
 
@@ -135,66 +272,321 @@ def _create_tables(session: Session, table: str, spec: RecordSpec) -> None:
     session.create_table(table, raw_columns(spec))
     session.create_table(quarantine_table(table), QUARANTINE_COLUMNS)
     session.create_table(LEDGER_TABLE, LEDGER_COLUMNS)
+    schema = "main" if session.warehouse.kind == "duckdb" else session.warehouse.schema
+    mark = session.placeholder
+    present = {
+        name
+        for (name,) in session.fetch_all(
+            "select column_name from information_schema.columns"
+            f" where table_schema = {mark} and table_name = {mark}",
+            (schema, LEDGER_TABLE),
+        )
+    }
+    for name, kind in LEDGER_COLUMNS:
+        if name not in present:  # a ledger written before the column existed
+            sql_type = session.warehouse.sql_type(kind)
+            session.execute(f"alter table {LEDGER_TABLE} add column {name} {sql_type}")
+
+
+@dataclass
+class _Progress:
+    """A file's ledger row: how far it has landed and what it counted so far."""
+
+    status: str | None
+    last_line: int = 0
+    records_in: int = 0
+    records_kept: int = 0
+    records_duplicate: int = 0
+    records_quarantined: int = 0
+
+
+def _ledger_row(session: Session, table: str, sha: str) -> _Progress | None:
+    mark = session.placeholder
+    rows = session.fetch_all(
+        "select status, last_line, records_in, records_kept, records_duplicate,"
+        f" records_quarantined from {LEDGER_TABLE}"
+        f" where target_table = {mark} and file_sha256 = {mark}",
+        (table, sha),
+    )
+    if not rows:
+        return None
+    status, *numbers = rows[0]
+    # A ledger row from before the status column is a landed file.
+    return _Progress(status or LANDED, *(n or 0 for n in numbers))
 
 
 def _ingest_file(
+    lease: _LockLease,
+    table: str,
+    spec: RecordSpec,
+    path: Path,
+    now: datetime,
+    report: IngestReport,
+    batch_rows: int,
+) -> None:
+    try:
+        sha = file_sha256(path)
+    except FileNotFoundError:
+        report.files_vanished.append(path.name)
+        return
+    progress = _ledger_row(lease.session, table, sha)
+    if progress is not None and progress.status in (LANDED, REJECTED):
+        report.files_already_ingested.append(path.name)
+        return
+    mark = lease.session.placeholder
+    if progress is None:
+        progress = _Progress(LOADING)
+        lease.session.insert(
+            LEDGER_TABLE,
+            [name for name, _ in LEDGER_COLUMNS],
+            [(table, path.name, sha, 0, 0, 0, 0, now, LOADING, None, 0)],
+        )
+        lease.commit()
+    try:
+        for batch in _read_batches(path, spec, batch_rows):
+            if _last_line(batch) <= progress.last_line:
+                continue  # committed before a crash
+            _store_batch(lease.session, table, spec, path, sha, batch, progress, now, report)
+            if not _advance(lease.session, table, sha, progress, batch):
+                raise RuntimeError(f"{path}: another run is landing this file at the same time")
+            lease.commit()
+    except UnreadableFileError as error:
+        _reject(lease.session, table, path, sha, error, now, report)
+        lease.commit()
+        return
+    except FileNotFoundError:
+        report.files_vanished.append(path.name)
+        return
+    except Exception as error:
+        if str(path.name) in str(error):
+            raise
+        raise RuntimeError(f"landing {path} failed: {error}") from error
+    lease.session.execute(
+        f"update {LEDGER_TABLE} set status = {mark}, ingested_at = {mark}"
+        f" where target_table = {mark} and file_sha256 = {mark}",
+        (LANDED, now, table, sha),
+    )
+    lease.commit()
+    report.files_ingested.append(path.name)
+
+
+def _read_batches(path: Path, spec: RecordSpec, batch_rows: int) -> Iterator[Batch]:
+    """The file's records in chunks of at most `batch_rows` rows."""
+    iter_batches = getattr(record_reading, "iter_batches", None)
+    if iter_batches is not None:
+        yield from iter_batches(path, spec, batch_rows=batch_rows)
+        return
+    # A reader without chunks: the whole file's records, committed in chunks all the same.
+    whole = read_records(path, spec)
+    rows = sorted(
+        [(r["line_number"], r) for r in whole.records]
+        + [(q.line_number, q) for q in whole.quarantined],
+        key=lambda row: row[0],
+    )
+    for start in range(0, max(len(rows), 1), batch_rows):
+        part = rows[start : start + batch_rows]
+        chunk = Batch(path=path, sha256=whole.sha256, rows_read=len(part))
+        chunk.records = [row for _, row in part if isinstance(row, dict)]
+        chunk.quarantined = [row for _, row in part if not isinstance(row, dict)]
+        if start + batch_rows >= len(rows):  # the file's repeats are counted with its last chunk
+            chunk.duplicates = whole.duplicates
+            chunk.rows_read += whole.duplicates
+        chunk.last_line = part[-1][0] if part else 0
+        yield chunk
+
+
+def _last_line(batch: Batch) -> int:
+    return batch.last_line
+
+
+def _store_batch(
     session: Session,
     table: str,
     spec: RecordSpec,
     path: Path,
     sha: str,
-    stored: set[tuple],
+    batch: Batch,
+    progress: _Progress,
     now: datetime,
     report: IngestReport,
 ) -> None:
-    batch = read_records(path, spec)
-    new_rows: list[Sequence[object]] = []
-    duplicates = batch.duplicates  # repeats inside the file
-    for record in batch.records:
-        key = (record[spec.id_column], record["record_hash"])
-        if key in stored:
-            duplicates += 1  # already stored by an earlier file
-            continue
-        stored.add(key)
-        values = [record[name] for name in spec.columns]
-        new_rows.append([*values, record["record_hash"], path.name, record["line_number"], now])
-    session.insert(table, [name for name, _ in raw_columns(spec)], new_rows)
-    session.insert(
+    """Writes one chunk's new records and quarantined rows, and counts them into `progress`."""
+    staging = f"{table}_staging"
+    staged_columns = [*spec.columns.items(), ("record_hash", "text"), ("line_number", "integer")]
+    names = [name for name, _ in staged_columns]
+    body = ", ".join(f"{name} {session.warehouse.sql_type(kind)}" for name, kind in staged_columns)
+    session.execute(f"create temporary table if not exists {staging} ({body})")
+    session.execute(f"delete from {staging}")
+    session.bulk_insert(staging, names, ([r[name] for name in names] for r in batch.records))
+    mark = session.placeholder
+    stored = ", ".join(name for name, _ in raw_columns(spec))
+    selected = ", ".join(f"s.{name}" for name in spec.columns)
+    new = session.write(
+        f"insert into {table} ({stored})"
+        f" select {selected}, s.record_hash, {mark}, s.line_number, {mark} from {staging} s"
+        f" where not exists (select 1 from {table} t"
+        f" where t.{spec.id_column} = s.{spec.id_column} and t.record_hash = s.record_hash)",
+        (path.name, now),
+    )
+    session.bulk_insert(
         quarantine_table(table),
         [name for name, _ in QUARANTINE_COLUMNS],
-        [(path.name, sha, q.line_number, q.reason, q.raw_text, now) for q in batch.quarantined],
+        ((path.name, sha, q.line_number, q.reason, q.raw_text, now) for q in batch.quarantined),
     )
-    kept, quarantined = batch.kept_count, batch.quarantined_count
-    session.insert(
-        LEDGER_TABLE,
-        [name for name, _ in LEDGER_COLUMNS],
-        [(table, path.name, sha, batch.rows_read, kept, duplicates, quarantined, now)],
-    )
-    report.files_ingested.append(path.name)
+    # Repeats inside the file, and records an earlier file or chunk already stored.
+    duplicates = batch.duplicates + len(batch.records) - new
+    progress.records_in += batch.rows_read
+    progress.records_kept += batch.kept_count
+    progress.records_duplicate += duplicates
+    progress.records_quarantined += batch.quarantined_count
     report.records_in += batch.rows_read
-    report.records_kept += kept
-    report.records_new += len(new_rows)
+    report.records_kept += batch.kept_count
+    report.records_new += new
     report.records_duplicate += duplicates
-    report.records_quarantined += quarantined
+    report.records_quarantined += batch.quarantined_count
     report.quarantine_reasons.update(q.reason for q in batch.quarantined)
 
 
-def pending_files(folder: Path, seen: dict[str, list]) -> tuple[list[Path], dict[str, list]]:
-    """Files of `folder` that are new or changed since `seen`, and the updated `seen`.
+def _advance(session: Session, table: str, sha: str, progress: _Progress, batch: Batch) -> bool:
+    """Moves the ledger's progress past `batch`, unless another run moved it first."""
+    mark = session.placeholder
+    previous, progress.last_line = progress.last_line, _last_line(batch)
+    return bool(
+        session.write(
+            f"update {LEDGER_TABLE} set last_line = {mark}, records_in = {mark},"
+            f" records_kept = {mark}, records_duplicate = {mark}, records_quarantined = {mark}"
+            f" where target_table = {mark} and file_sha256 = {mark} and last_line = {mark}",
+            (
+                progress.last_line,
+                progress.records_in,
+                progress.records_kept,
+                progress.records_duplicate,
+                progress.records_quarantined,
+                table,
+                sha,
+                previous,
+            ),
+        )
+    )
 
-    `seen` maps a file name to `[size, mtime_ns, sha256]`, so an unchanged file is not hashed again.
-    A file rewritten with the same bytes is not new; with new bytes it is.
-    """
-    updated: dict[str, list] = {}
-    new: list[Path] = []
-    for path in landing_files(folder):
-        stat = path.stat()
-        previous = seen.get(path.name)
-        if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
-            updated[path.name] = previous
-            continue
-        sha = file_sha256(path)
-        updated[path.name] = [stat.st_size, stat.st_mtime_ns, sha]
-        if not previous or previous[2] != sha:
-            new.append(path)
-    return new, updated
+
+def _reject(
+    session: Session,
+    table: str,
+    path: Path,
+    sha: str,
+    error: UnreadableFileError,
+    now: datetime,
+    report: IngestReport,
+) -> None:
+    reason = getattr(error, "reason", None) or "unreadable_file"
+    message = str(error) if path.name in str(error) else f"{path}: {error}"
+    mark = session.placeholder
+    session.execute(
+        f"update {LEDGER_TABLE} set status = {mark}, reason = {mark}, ingested_at = {mark}"
+        f" where target_table = {mark} and file_sha256 = {mark}",
+        (REJECTED, reason, now, table, sha),
+    )
+    session.insert(
+        quarantine_table(table),
+        [name for name, _ in QUARANTINE_COLUMNS],
+        [(path.name, sha, 0, reason, message[:2000], now)],
+    )
+    report.files_rejected[path.name] = f"{reason}: {message}"
+
+
+# --- The arrivals sensor's decisions, kept free of Dagster so they can be tested directly. ---
+
+
+@dataclass
+class ArrivalsCursor:
+    """All the arrivals sensor remembers: a few hundred bytes whatever the number of files."""
+
+    look_ns: int | None = None
+    """When the sensor last looked at the folder."""
+    watermark_ns: int = 0
+    """Files stamped before this have been requested."""
+    last_request: dict[str, Any] | None = None
+    """The latest run requested: `key`, `until` (its window's end), `attempt`, `retry_at`."""
+    recent: list[list] = field(default_factory=list)
+    """`[name, sha256 prefix]` of the last files requested, newest last."""
+
+    @classmethod
+    def parse(cls, text: str | None) -> "ArrivalsCursor":
+        data = json.loads(text) if text else {}
+        if data.get("v") != 2:
+            return cls()  # a cursor of an older format: the ledger keeps re-sends harmless
+        return cls(data["look"], data["watermark"], data["last"], data["recent"])
+
+    def dump(self) -> str:
+        data = {
+            "v": 2,
+            "look": self.look_ns,
+            "watermark": self.watermark_ns,
+            "last": self.last_request,
+            "recent": self.recent,
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+
+@dataclass
+class ArrivalsDecision:
+    cursor: ArrivalsCursor
+    run_key: str | None = None
+    until_ns: int = 0
+    files: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def look_for_arrivals(
+    table: str,
+    folder: Path,
+    cursor: ArrivalsCursor,
+    *,
+    now_ns: int,
+    settle_seconds: float = 0,
+    marker: CompletionMarker = "none",
+    last_run_failed: bool = False,
+) -> ArrivalsDecision:
+    """Decides whether to request a landing run: for files settled since the watermark, or again
+    for the last request if its run failed and its backoff is over."""
+    previous_look, cursor.look_ns = cursor.look_ns, now_ns
+    if previous_look is None:
+        return ArrivalsDecision(cursor, reason="first look at the folder")
+    until = min(previous_look - CLOCK_MARGIN_NS, now_ns - int(settle_seconds * 1e9))
+    new: list[str] = []
+    if until > cursor.watermark_ns:
+        for path, stamp in ready_files(folder, marker):
+            if cursor.watermark_ns <= stamp < until and _changed(cursor, path):
+                new.append(path.name)
+        cursor.watermark_ns = until
+    if new:
+        key = f"{table}:{until}"
+        cursor.last_request = {"key": key, "until": until, "attempt": 0, "retry_at": None}
+        return ArrivalsDecision(cursor, key, until, new)
+    request = cursor.last_request
+    if request and last_run_failed:
+        if request["retry_at"] is None:
+            wait = min(RETRY_BASE_SECONDS * 2 ** request["attempt"], RETRY_CAP_SECONDS)
+            request["retry_at"] = now_ns + wait * 1_000_000_000
+        if now_ns >= request["retry_at"]:
+            request["attempt"] += 1
+            request["retry_at"] = None
+            request["key"] = f"{table}:{request['until']}:retry{request['attempt']}"
+            return ArrivalsDecision(cursor, request["key"], request["until"], ["(retry)"])
+        return ArrivalsDecision(cursor, reason="the last landing run failed: waiting to retry")
+    return ArrivalsDecision(cursor, reason=f"no new settled files in {folder.name}")
+
+
+def _changed(cursor: ArrivalsCursor, path: Path) -> bool:
+    """False only for a file rewritten with the bytes it had when last requested."""
+    try:
+        sha = file_sha256(path)[:RECENT_SHA_CHARS]
+    except FileNotFoundError:
+        return False
+    name = path.name[:RECENT_NAME_CHARS]
+    previous = next((entry for entry in cursor.recent if entry[0] == name), None)
+    if previous is not None:
+        cursor.recent.remove(previous)
+    cursor.recent = [*cursor.recent, [name, sha]][-RECENT_FILES:]
+    return previous is None or previous[1] != sha

@@ -1,7 +1,7 @@
 """LandingFilesComponent: a raw table fed by files dropped into a folder, and its sensor."""
 
 import hashlib
-import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,18 +21,31 @@ from dagster_autopilot.warehouse import Warehouse
 class LandingFilesComponent(dg.Component, dg.Resolvable):
     """A raw-table asset fed by CSV or JSONL files, and a sensor that requests it when files land.
 
-    The sensor picks each new file up once (its cursor remembers each file's size, mtime and
-    sha256) and requests one run for all the files that landed since its last tick. The asset
-    ingests every file not yet in the warehouse's arrivals ledger, so a file sent again, a repeated
-    record, or a manual run duplicates nothing. Malformed rows go to `<asset>_quarantine` with a
-    reason, and records in = records kept + records quarantined.
+    The sensor requests one run for the files that settled since its last look, and again after
+    a backoff when that run fails. The asset ingests every settled file not yet in the warehouse's
+    arrivals ledger, so a file sent again, a repeated record, or a manual run duplicates nothing.
+    Malformed rows go to `<asset>_quarantine` with a reason, and records in = records kept +
+    records quarantined. A file that cannot be read at all (bad header, not UTF-8...) is rejected
+    with its reason, in the quarantine (line 0) and the run's metadata, and the other files land;
+    it is read again only once its content changes.
+
+    A file lands only once it is complete. Writers can say so in one of these ways:
+    - write the file, then stop: it lands once unchanged between two looks of the sensor and
+      at least `settle_seconds` old;
+    - write `name.csv.tmp` (or any name not ending in `.csv`/`.jsonl`, or starting with `.` or
+      `_`), then rename it to `name.csv`: such names are never read;
+    - with `completion_marker: .done`, write `name.csv`, then an empty `name.csv.done`;
+    - with `completion_marker: _SUCCESS`, write the files, then an empty `_SUCCESS` in the folder
+      (touch it again after the next batch).
+    See `dagster_autopilot.assets.landing` for how the sensor and the ledger share the work.
     """
 
     asset_key: str
     """Key of the raw asset, and name of its warehouse table, e.g. `raw_candidates`."""
 
     landing_dir: str
-    """Folder the files arrive in. A relative path is read from the project root."""
+    """Folder the files arrive in. A relative path is read from the project root. It may not exist
+    yet (the sensor waits for it); a path that is a file is an error."""
 
     id_column: str
     """Column that identifies a record; a row without it is quarantined as `missing_id`."""
@@ -52,6 +65,14 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
     sensor_interval_seconds: int = 10
     """How often the sensor looks at the folder."""
 
+    settle_seconds: int = 0
+    """How long a file must stay unchanged before it lands, besides being unchanged between two
+    looks of the sensor. Raise it for writers that pause mid-file, or for network shares."""
+
+    completion_marker: Literal["none", ".done", "_SUCCESS"] = "none"
+    """`none`: a file lands once settled. `.done`: only once `name.csv.done` (or `name.done`)
+    exists beside `name.csv`. `_SUCCESS`: only the files written before the folder's `_SUCCESS`."""
+
     automation: Annotated[PolicyInput, Resolver.passthrough()] = "eager"
     """`eager`: ingest when the table is missing or this spec changes (the sensor handles
     arrivals); `lazy` or `none`: only the sensor and manual runs ingest."""
@@ -65,6 +86,7 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
     def __post_init__(self) -> None:
         require_number("max_text_chars", self.max_text_chars, minimum=1)
         require_number("sensor_interval_seconds", self.sensor_interval_seconds, minimum=1)
+        require_number("settle_seconds", self.settle_seconds, minimum=0)
 
     @property
     def record_spec(self) -> RecordSpec:
@@ -77,9 +99,17 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         folder = _resolve(context.project_root, self.landing_dir)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"landing_dir: {self.landing_dir!r} ({folder}) is a file, not a folder")
         samples = [_resolve(context.project_root, name) for name in self.sample_files]
+        for index, path in enumerate(samples):
+            if not path.is_file():
+                raise ValueError(
+                    f"sample_files[{index}]: {self.sample_files[index]!r} ({path}) is not a file"
+                )
         record_spec = self.record_spec
         table = self.asset_key
+        settle_seconds, marker = self.settle_seconds, self.completion_marker
 
         spec = apply_policy(
             dg.AssetSpec(
@@ -94,9 +124,14 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
 
         @dg.multi_asset(specs=[spec], name=f"land_{table}")
         def raw_table(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-            report = landing.ingest(
-                Warehouse.from_env(), table, record_spec, [*samples, *landing.landing_files(folder)]
+            # The sensor's window; a manual or automated run takes what has been still a while.
+            until = int(context.run.tags.get(landing.WINDOW_TAG, 0)) or (
+                time.time_ns() - max(int(settle_seconds * 1e9), landing.CLOCK_MARGIN_NS)
             )
+            files = [*samples, *landing.settled_files(folder, until, marker)]
+            report = landing.ingest(Warehouse.from_env(), table, record_spec, files)
+            for name, why in report.files_rejected.items():
+                context.log.warning("rejected %s, not landed: %s", name, why)
             context.log.info(
                 "landed %s: %d files, %d records in, %d new, %d duplicate, %d quarantined %s",
                 table,
@@ -117,18 +152,27 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
         def arrivals(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-            seen = json.loads(context.cursor) if context.cursor else {}
-            new, seen = landing.pending_files(folder, seen)
-            cursor = json.dumps(seen, sort_keys=True)
-            if not new:
-                return dg.SensorResult(skip_reason=f"No new files in {folder.name}", cursor=cursor)
-            batch_key = hashlib.sha256("".join(seen[p.name][2] for p in new).encode()).hexdigest()
-            request = dg.RunRequest(
-                run_key=f"{table}:{batch_key[:16]}",
-                asset_selection=[dg.AssetKey(table)],
-                tags={"autopilot/arrivals": ",".join(p.name for p in new)[:200]},
+            cursor = landing.ArrivalsCursor.parse(context.cursor)
+            decision = landing.look_for_arrivals(
+                table,
+                folder,
+                cursor,
+                now_ns=landing.clock_ns(),
+                settle_seconds=settle_seconds,
+                marker=marker,
+                last_run_failed=_last_run_failed(context.instance, cursor),
             )
-            return dg.SensorResult(run_requests=[request], cursor=cursor)
+            if decision.run_key is None:
+                return dg.SensorResult(skip_reason=decision.reason, cursor=cursor.dump())
+            request = dg.RunRequest(
+                run_key=decision.run_key,
+                asset_selection=[dg.AssetKey(table)],
+                tags={
+                    landing.ARRIVALS_TAG: ",".join(decision.files)[:200],
+                    landing.WINDOW_TAG: str(decision.until_ns),
+                },
+            )
+            return dg.SensorResult(run_requests=[request], cursor=cursor.dump())
 
         return dg.Definitions(assets=[raw_table], sensors=[arrivals])
 
@@ -136,8 +180,19 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
         """Changes with the record spec or a sample file, so such an edit is seen as a code change."""
         digest = hashlib.sha256(repr(self.record_spec).encode())
         for path in samples:
-            digest.update(landing.file_sha256(path).encode() if path.exists() else b"missing")
+            digest.update(landing.file_sha256(path).encode())
         return digest.hexdigest()[:16]
+
+
+def _last_run_failed(instance: dg.DagsterInstance, cursor: landing.ArrivalsCursor) -> bool:
+    """Whether the run of the sensor's last request ended without landing its files."""
+    if not cursor.last_request:
+        return False
+    runs = instance.get_runs(
+        dg.RunsFilter(tags={landing.RUN_KEY_TAG: cursor.last_request["key"]}), limit=1
+    )
+    failed = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+    return bool(runs) and runs[0].status in failed
 
 
 def _resolve(root: Path, name: str) -> Path:

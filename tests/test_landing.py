@@ -1,0 +1,456 @@
+"""Landing files: each file its own unit, only settled files, chunks that resume, a small cursor.
+
+The ingestion tests take a `warehouse` fixture: DuckDB here, PostgreSQL in
+`tests/production/test_landing_postgres.py`, which runs the same tests. The sensor tests drive the
+project's real `raw_candidates_arrivals` sensor and `raw_candidates` asset, tick by tick, with the
+sensor's clock moved by the test.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_autopilot.assets import landing
+from dagster_autopilot.records import QUARANTINE_REASONS
+from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
+from dagster_autopilot.warehouse import Warehouse
+
+TABLE = "raw_candidates"
+CSV_HEADER = "candidate_id,full_name,title,location,skills,summary,years_experience"
+
+
+@pytest.fixture
+def warehouse() -> Warehouse:
+    return Warehouse.from_env()
+
+
+def count(warehouse: Warehouse, sql: str) -> int:
+    with warehouse.connect() as session:
+        return session.fetch_all(sql)[0][0]
+
+
+def ledger(warehouse: Warehouse, file_name: str) -> list[tuple]:
+    with warehouse.connect() as session:
+        mark = session.placeholder
+        return session.fetch_all(
+            f"select status, reason, records_in, records_kept, records_quarantined"
+            f" from {landing.LEDGER_TABLE} where file_name = {mark} order by ingested_at",
+            (file_name,),
+        )
+
+
+def test_each_file_and_record_is_landed_once_and_bad_rows_are_counted(
+    warehouse: Warehouse, tmp_path: Path
+):
+    candidates, _ = generate(60, 0, seed=1)
+    first = write_records(tmp_path / "a.jsonl", candidates[:40], CANDIDATE_SPEC, bad_rows=6)
+
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [first])
+    assert (report.records_in, report.records_kept, report.records_quarantined) == (46, 40, 6)
+    assert dict(report.quarantine_reasons) == dict.fromkeys(QUARANTINE_REASONS, 1)
+    assert count(warehouse, f"select count(*) from {TABLE}") == 40
+    assert count(warehouse, f"select count(*) from {TABLE}_quarantine") == 6
+
+    again = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [first])
+    assert (again.files_already_ingested, again.records_in) == (["a.jsonl"], 0)
+
+    # 10 records repeated from the first file, 20 new ones, and one changed record.
+    changed = {**candidates[0], "summary": "Now leading a data platform team."}
+    second = write_records(
+        tmp_path / "b.csv", [*candidates[30:], changed], CANDIDATE_SPEC, file_format="csv"
+    )
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [first, second])
+    assert report.files_ingested == ["b.csv"]
+    assert (report.records_in, report.records_new, report.records_duplicate) == (31, 21, 10)
+    assert report.records_in == report.records_kept + report.records_quarantined
+    assert count(warehouse, f"select count(*) from {TABLE}") == 61
+
+
+def test_a_good_file_lands_beside_an_unreadable_one_which_is_rejected_once(
+    warehouse: Warehouse, tmp_path: Path
+):
+    candidates, _ = generate(20, 0, seed=11)
+    good = write_records(tmp_path / "good.jsonl", candidates[:10], CANDIDATE_SPEC)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("candidate_id,full_name\nc1,Ann\n")  # lacks required columns
+
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [bad, good])
+    assert report.files_ingested == ["good.jsonl"]
+    assert list(report.files_rejected) == ["bad.csv"]
+    assert "bad.csv" in report.files_rejected["bad.csv"], "the error names the file"
+    assert report.metadata()["files_rejected"] == 1
+    assert count(warehouse, f"select count(*) from {TABLE}") == 10
+    [(status, reason, *_)] = ledger(warehouse, "bad.csv")
+    assert status == "rejected" and reason
+    with warehouse.connect() as session:
+        quarantined = session.fetch_all(
+            f"select source_file, line_number, reason from {TABLE}_quarantine"
+        )
+    assert quarantined == [("bad.csv", 0, reason)]
+
+    again = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [bad, good])
+    assert sorted(again.files_already_ingested) == ["bad.csv", "good.jsonl"]
+    assert again.files_rejected == {}, "a rejected file is not read again while unchanged"
+
+    write_records(bad, candidates[10:], CANDIDATE_SPEC, file_format="csv")  # fixed
+    fixed = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [bad, good])
+    assert fixed.files_ingested == ["bad.csv"]
+    assert count(warehouse, f"select count(*) from {TABLE}") == 20
+
+
+def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    candidates, _ = generate(35, 0, seed=12)
+    path = write_records(tmp_path / "big.csv", candidates, CANDIDATE_SPEC, file_format="csv", bad_rows=3)
+    real_advance, chunks = landing._advance, []
+
+    def crash_on_third_chunk(*args):
+        chunks.append(args)
+        if len(chunks) == 3:
+            raise RuntimeError("the machine lost power")
+        return real_advance(*args)
+
+    monkeypatch.setattr(landing, "_advance", crash_on_third_chunk)
+    with pytest.raises(RuntimeError, match=r"big\.csv"):
+        landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=10)
+    stored = count(warehouse, f"select count(*) from {TABLE}")
+    quarantined = count(warehouse, f"select count(*) from {TABLE}_quarantine")
+    assert stored + quarantined == 20, "two chunks of ten rows committed"
+    [(status, _, records_in, *_)] = ledger(warehouse, "big.csv")
+    assert (status, records_in) == ("loading", 20)
+
+    monkeypatch.setattr(landing, "_advance", real_advance)
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=10)
+    assert report.records_in == 18, "the resumed run reads on from the third chunk"
+    assert count(warehouse, f"select count(*) from {TABLE}") == 35
+    assert count(warehouse, f"select count(distinct candidate_id) from {TABLE}") == 35
+    assert count(warehouse, f"select count(*) from {TABLE}_quarantine") == 3
+    assert ledger(warehouse, "big.csv") == [("landed", None, 38, 35, 3)]
+
+
+# --- The sensor, ticked on the project's real definitions. ---
+
+
+class Clock:
+    """The sensor's clock: the real time, plus what the test has moved it on by."""
+
+    def __init__(self):
+        self.offset_ns = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() + self.offset_ns
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ns += int(seconds * 1e9)
+
+
+@contextmanager
+def landed_files_removed(folder: Path):
+    """The project copy is shared: leave its landing folder as it was found."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_for_the_file_clock_to_pass(moment_ns: int, probe: Path) -> None:
+    """Waits until a file written now is stamped after `moment_ns`: file clocks are coarser than
+    the system clock, and a file written after a look must not seem older than the look."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        probe.write_bytes(b"")
+        stat = probe.stat()
+        if max(stat.st_mtime_ns, stat.st_ctime_ns) > moment_ns:
+            return
+        time.sleep(0.001)
+    raise AssertionError("the file clock did not move for 5 s")
+
+
+class Arrivals:
+    """Ticks the real arrivals sensor of `raw_candidates` and runs what it requests."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, clock: Clock, probe: Path):
+        self.defs, self.instance, self.clock, self.probe = defs, instance, clock, probe
+        self.sensor = defs.get_sensor_def(f"{TABLE}_arrivals")
+        self.cursor: str | None = None
+
+    def tick(self, advance: float = 0.0) -> list[dg.RunRequest]:
+        self.clock.advance(advance)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, definitions=self.defs
+        )
+        result = self.sensor.evaluate_tick(context)
+        self.cursor = result.cursor
+        wait_for_the_file_clock_to_pass(time.time_ns(), self.probe)
+        return list(result.run_requests)
+
+    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """The run the daemon would launch for `request`."""
+        assets = self.defs.get_assets_def(TABLE)
+        return dg.materialize(
+            [assets],
+            instance=self.instance,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture
+def arrivals(project_defs, project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The sensor with a clock the test moves; no margin for coarse file clocks, as the ticks
+    wait for the file clock themselves."""
+    clock = Clock()
+    monkeypatch.setattr(landing, "clock_ns", clock, raising=False)
+    monkeypatch.setattr(landing, "CLOCK_MARGIN_NS", 0, raising=False)
+    folder = project_root / ".data" / "landing" / "candidates"
+    probe = project_root / ".data" / f"clock-probe-{tmp_path.name}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test() as instance, landed_files_removed(folder):
+        yield Arrivals(project_defs, instance, clock, probe), folder
+    probe.unlink(missing_ok=True)
+
+
+def test_the_arrivals_sensor_requests_each_new_file_once(arrivals):
+    sensor, folder = arrivals
+    candidates, _ = generate(10, 0, seed=5)
+    assert sensor.tick() == [], "an empty landing folder requests nothing"
+    write_records(folder / "monday.jsonl", candidates[:5], CANDIDATE_SPEC, bad_rows=2)
+    assert sensor.tick() == [], "a file seen once may still be growing"
+    [request] = sensor.tick()
+    assert request.asset_selection == [dg.AssetKey(TABLE)]
+    assert request.tags["autopilot/arrivals"] == "monday.jsonl"
+    assert sensor.tick() == [], "the same file is not picked up twice"
+
+    write_records(folder / "tuesday.csv", candidates[5:], CANDIDATE_SPEC, file_format="csv")
+    sensor.tick()
+    [again] = sensor.tick()
+    assert again.tags["autopilot/arrivals"] == "tuesday.csv"
+    assert again.run_key != request.run_key
+
+    (folder / "monday.jsonl").write_bytes((folder / "monday.jsonl").read_bytes())
+    assert sensor.tick() + sensor.tick() == [], "a rewrite with the same bytes is not new"
+
+
+@pytest.mark.parametrize(
+    ("name", "complete", "cut_at"),
+    [
+        # Cut inside the last field: years_experience 12 would land as 1.
+        ("cut.csv", None, "12\n"),
+        ("cut.jsonl", None, "12}\n"),
+    ],
+)
+def test_a_file_still_being_written_lands_once_complete(arrivals, name, complete, cut_at):
+    sensor, folder = arrivals
+    generated, _ = generate(20, 0, seed=13)
+    candidates = [
+        {**{name: record[name] for name in CANDIDATE_SPEC.columns}, "years_experience": 12}
+        for record in generated
+    ]
+    path = write_records(folder / name, candidates, CANDIDATE_SPEC, file_format=name.rsplit(".", 1)[1])
+    text = path.read_text()
+    assert text.endswith(cut_at)
+    partial = text[: -len(cut_at) + 1]  # "...,1" or '..."years_experience": 1'
+    sensor.tick()
+    path.write_text(partial)
+    assert sensor.tick() == [], "not settled: changed since the last look"
+    path.write_text(text)
+    requests = sensor.tick() + sensor.tick() + sensor.tick()
+    assert len(requests) == 1, "the completed file is requested once"
+    assert sensor.run(requests[0]).success
+
+    warehouse = Warehouse.from_env()
+    assert ledger(warehouse, name) == [("landed", None, 20, 20, 0)]
+    assert count(warehouse, f"select count(*) from {TABLE}_quarantine where source_file = '{name}'") == 0
+    assert (
+        count(warehouse, f"select min(years_experience) from {TABLE} where source_file = '{name}'") == 12
+    )
+
+
+def test_only_complete_files_are_ready_by_each_convention(tmp_path: Path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    for name in ["a.csv", "b.jsonl", "c.csv.tmp", ".d.csv", "_e.csv", "f.txt", "g.csv.part"]:
+        (folder / name).write_text("x\n")
+    ready = lambda marker: sorted(p.name for p, _ in landing.ready_files(folder, marker))  # noqa: E731
+    assert ready("none") == ["a.csv", "b.jsonl"]
+    assert ready(".done") == []
+    (folder / "a.csv.done").touch()
+    assert ready(".done") == ["a.csv"]
+    assert ready("_SUCCESS") == []
+    (folder / "_SUCCESS").touch()
+    assert ready("_SUCCESS") == ["a.csv", "b.jsonl"]
+    time.sleep(0.01)  # a later file clock tick for the next write
+    (folder / "h.csv").write_text("x\n")
+    assert ready("_SUCCESS") == ["a.csv", "b.jsonl"], "written after the marker: next batch"
+
+
+def test_a_rewrite_keeping_size_and_mtime_is_seen(arrivals):
+    sensor, folder = arrivals
+    candidates, _ = generate(4, 0, seed=14)
+    path = write_records(folder / "same.jsonl", candidates[:2], CANDIDATE_SPEC)
+    [first] = sensor.tick() + sensor.tick()
+    assert sensor.run(first).success
+    stat = path.stat()
+    other = write_records(folder.parent / "other.jsonl", candidates[2:], CANDIDATE_SPEC)
+    content = other.read_bytes()[: stat.st_size].ljust(stat.st_size, b"\n")
+    path.write_bytes(content)  # as `cp -p` or `rsync -t` would: same size, mtime restored
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    requests = sensor.tick() + sensor.tick()
+    assert [r.tags["autopilot/arrivals"] for r in requests] == ["same.jsonl"]
+    assert sensor.run(requests[0]).success
+    assert [row[2] for row in ledger(Warehouse.from_env(), "same.jsonl")] == [2, 2]
+
+
+def test_the_cursor_stays_small_with_thousands_of_files(arrivals):
+    sensor, folder = arrivals
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(2_000):
+        (folder / f"candidate-{number:05d}.jsonl").write_text(
+            f'{{"candidate_id": "c{number}", "full_name": "N", "title": "T", "skills": "S"}}\n'
+        )
+    [request] = sensor.tick() + sensor.tick()
+    assert len(request.tags["autopilot/arrivals"]) <= 200
+    assert len(sensor.cursor) < 10_000
+
+
+def test_a_failed_landing_run_is_requested_again_after_a_backoff(
+    arrivals, monkeypatch: pytest.MonkeyPatch
+):
+    sensor, folder = arrivals
+    candidates, _ = generate(5, 0, seed=15)
+    write_records(folder / "retry.jsonl", candidates, CANDIDATE_SPEC)
+    [first] = sensor.tick() + sensor.tick()
+    real_ingest = landing.ingest
+
+    def lock_timeout(*args, **kwargs):
+        raise TimeoutError("could not get the warehouse's lock within 120 s")
+
+    monkeypatch.setattr(landing, "ingest", lock_timeout)
+    assert not sensor.run(first).success
+    monkeypatch.setattr(landing, "ingest", real_ingest)
+
+    assert sensor.tick(advance=5) == [], "the backoff has not passed"
+    [retry] = sensor.tick(advance=60)
+    assert retry.tags[landing.WINDOW_TAG] == first.tags[landing.WINDOW_TAG]
+    assert retry.run_key != first.run_key
+    assert sensor.run(retry).success
+    assert ledger(Warehouse.from_env(), "retry.jsonl") == [("landed", None, 5, 5, 0)]
+    assert sensor.tick(advance=600) == [], "a landed window is not requested again"
+
+
+# --- A damaged warehouse fails fast, naming the file. ---
+
+
+def test_a_truncated_duckdb_warehouse_fails_fast_naming_the_file(tmp_path: Path, monkeypatch):
+    from dagster_autopilot.warehouse import (
+        WarehouseUnusableError,
+        check_duckdb_file,
+        ensure_warehouse_usable,
+    )
+
+    path = tmp_path / "half.duckdb"
+    monkeypatch.setenv("AUTOPILOT_DUCKDB_PATH", str(path))
+    warehouse = Warehouse.from_env()
+    with warehouse.connect() as session:
+        session.execute("create table t as select range as i, repeat('x', 100) as s from range(50000)")
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+    started = time.monotonic()
+    for attempt in (warehouse.ensure_usable, ensure_warehouse_usable, warehouse.connect().__enter__):
+        with pytest.raises(WarehouseUnusableError, match="is not a valid DuckDB database") as error:
+            attempt()
+        assert str(path) in str(error.value)
+    assert time.monotonic() - started < 10
+
+    foreign = tmp_path / "notes.duckdb"
+    foreign.write_text("not a database at all\n" * 500)
+    with pytest.raises(WarehouseUnusableError, match=r"notes\.duckdb"):
+        check_duckdb_file(foreign)
+
+
+def test_a_warehouse_locked_by_another_process_is_usable(tmp_path: Path):
+    from dagster_autopilot.warehouse import check_duckdb_file
+
+    path = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r});"
+            " c.execute('create table t (i int)'); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        check_duckdb_file(path)  # busy, not damaged: no error
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+# --- Bad landing configuration fails `dg check defs`, naming the file and the field. ---
+
+TALENT_YAML = Path("defs") / "talent" / "defs.yaml"
+
+
+def start_dg_check_defs(root: Path) -> subprocess.Popen:
+    dg_command = Path(sys.executable).parent / "dg"
+    env = {
+        **os.environ,
+        "AUTOPILOT_DUCKDB_PATH": str(root / "w.duckdb"),
+        "NO_COLOR": "1",
+        "PYTHONPATH": str(root / "src"),
+    }
+    env.pop("DAGSTER_IS_DEV_CLI", None)
+    return subprocess.Popen(
+        [str(dg_command), "check", "defs"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+BAD_LANDING_CONFIG = {
+    "landing-dir-is-a-file": (
+        "landing_dir: .data/landing/candidates",
+        "landing_dir: data/talent/candidates_sample.jsonl",
+        ["defs.yaml", "landing_dir", "is a file, not a folder"],
+    ),
+    "missing-sample-file": (
+        "sample_files: [data/talent/candidates_sample.jsonl]",
+        "sample_files: [data/talent/candidates_sampel.jsonl]",
+        ["defs.yaml", "sample_files[0]", "candidates_sampel.jsonl", "is not a file"],
+    ),
+}
+
+
+def test_bad_landing_configuration_fails_dg_check_defs(tmp_path_factory):
+    from harness import copy_project
+
+    running = {}
+    for case, (old, new, _) in BAD_LANDING_CONFIG.items():
+        root = copy_project(tmp_path_factory.mktemp(case))
+        yaml = root / TALENT_YAML
+        assert old in yaml.read_text()
+        yaml.write_text(yaml.read_text().replace(old, new, 1))
+        running[case] = start_dg_check_defs(root)
+    for case, process in running.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode != 0, f"{case}: dg check defs passed:\n{output}"
+        for text in BAD_LANDING_CONFIG[case][2]:
+            assert text in output, f"{case}: {text!r} missing from:\n{output[-3000:]}"
