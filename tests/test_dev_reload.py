@@ -1,6 +1,7 @@
 """The dbt project watcher asks the webserver to reload when, and only when, a parse would differ."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import ClassVar
 
 import pytest
 from harness import copy_project
+from watchfiles import Change
 
 from dagster_autopilot import dev_reload
 from dagster_autopilot.dbt_parse_cache import project_fingerprint
@@ -59,6 +61,20 @@ def _reloads(queries: list[dict]) -> list[str]:
     ]
 
 
+@pytest.fixture
+def watcher_log():
+    """The messages the watcher logs, from any thread."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    dev_reload.logger.addHandler(handler)
+    level = dev_reload.logger.level
+    dev_reload.logger.setLevel(logging.INFO)
+    yield messages
+    dev_reload.logger.removeHandler(handler)
+    dev_reload.logger.setLevel(level)
+
+
 def _wait_until(condition, seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -68,26 +84,57 @@ def _wait_until(condition, seconds: float = 10) -> bool:
     return False
 
 
-def test_a_saved_edit_reloads_every_code_location(tmp_path: Path, webserver):
+def test_a_saved_edit_reloads_every_code_location(tmp_path: Path, webserver, watcher_log):
     project = copy_project(tmp_path / "project") / "analytics_dbt"
     loaded = project_fingerprint(project)
+    fingerprints_taken: list[str] = []
+
+    def fingerprint() -> str:
+        fingerprints_taken.append(project_fingerprint(project))
+        return fingerprints_taken[-1]
+
     watcher = threading.Thread(
-        target=dev_reload._watch,
-        args=([project], lambda: project_fingerprint(project), loaded, 0.05),
-        daemon=True,
+        target=dev_reload._watch, args=([project], fingerprint, loaded, 0.05), daemon=True
     )
     watcher.start()
+    # Its first fingerprint compares the files with `loaded`, once they are watched.
+    assert _wait_until(lambda: fingerprints_taken)
     model = project / "models" / "staging" / "stg_orders.sql"
     original = model.read_text()
 
     model.write_text(original)  # saved, unchanged: nothing to reload
-    time.sleep(0.5)
+    assert _wait_until(lambda: "dbt project saved as it was loaded: no reload" in watcher_log)
     assert _reloads(webserver) == []
 
     model.write_text(original.replace("select * from final", "select * from final\n-- edited"))
     assert _wait_until(lambda: _reloads(webserver) == ["analytics"])
     watcher.join(timeout=5)
     assert not watcher.is_alive(), "the replaced code server's watcher stops"
+
+
+def test_a_save_made_while_the_definitions_were_built_reloads(tmp_path: Path, webserver):
+    (tmp_path / "model.sql").write_text("select 1 as id")
+    loaded = project_fingerprint(tmp_path)
+    (tmp_path / "model.sql").write_text("select 2 as id")  # before the watcher starts
+    watcher = threading.Thread(
+        target=dev_reload._watch,
+        args=([tmp_path], lambda: project_fingerprint(tmp_path), loaded, 0.05),
+        daemon=True,
+    )
+    watcher.start()
+    assert _wait_until(lambda: _reloads(webserver) == ["analytics"])
+    watcher.join(timeout=5)
+
+
+def test_the_watcher_sees_the_files_a_parse_reads(tmp_path: Path):
+    reads = dev_reload._parse_input_filter([tmp_path])
+    assert reads(Change.modified, str(tmp_path / "models" / "orders.sql"))
+    assert reads(Change.deleted, str(tmp_path / "models" / "orders.sql"))
+    assert reads(Change.added, str(tmp_path / "profiles.yml"))
+    assert not reads(Change.modified, str(tmp_path / "target" / "manifest.json"))
+    assert not reads(Change.modified, str(tmp_path / "logs" / "dbt.log"))
+    assert not reads(Change.modified, str(tmp_path / "models" / ".orders.sql.swp"))
+    assert not reads(Change.modified, str(tmp_path.parent / "elsewhere.sql"))
 
 
 def _start_watcher(project: Path, refresh) -> threading.Thread:

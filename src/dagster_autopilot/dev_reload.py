@@ -1,13 +1,13 @@
 """In `dg dev`, reloads the code location by itself when a file of a dbt project is saved.
 
 Without it, an edited model is only seen after a manual "Reload definitions". The code server that
-loaded the definitions polls the project's files. On a change it starts refreshing the parsed
-state itself, and at once asks the webserver to reload every code location. The parse runs while
-the new code server imports its modules: dbt is imported in this process already (warmed up in
-the background), so a partial `dbt parse` here costs seconds, where the new code server would
-start a `dbt` process and import dbt again. The new code server waits for the refresh, finds the
-state fresh (see `dbt_parse_cache`), and the automation sensor's next tick sees the new code
-version.
+loaded the definitions watches the project's files (watchfiles). On a change it starts refreshing
+the parsed state itself, and at once asks the webserver to reload every code location
+(dagster-graphql). The parse runs while the new code server imports its modules: dbt is imported
+in this process already (warmed up in the background), so a partial `dbt parse` here costs seconds,
+where the new code server would start a `dbt` process and import dbt again. The new code server
+waits for the refresh, finds the state fresh (see `dbt_parse_cache`), and the automation sensor's
+next tick sees the new code version.
 """
 
 import itertools
@@ -16,12 +16,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
+import watchfiles
 
-from dagster_autopilot.dbt_parse_cache import source_files
+from dagster_autopilot.dbt_parse_cache import _DERIVED, source_files
 
 logger = logging.getLogger("dagster_autopilot.dev_reload")
 
@@ -92,11 +93,30 @@ def reload_code_locations(url: str) -> list[str]:
     return names
 
 
-def _snapshot(directories: list[Path]) -> tuple:
-    return tuple(
-        (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-        for directory in directories
-        for path in source_files(directory)
+def _import_reload_client() -> None:
+    """Imports what `reload_code_locations` needs, so that a reload does not wait for it."""
+    import dagster_graphql  # noqa: F401
+    import gql.transport.requests  # noqa: F401
+
+
+def _parse_input_filter(directories: list[Path]) -> Callable[[watchfiles.Change, str], bool]:
+    """A watchfiles filter that keeps the paths `source_files` lists (or did, once deleted)."""
+
+    def is_parse_input(change: watchfiles.Change, path: str) -> bool:
+        changed = Path(path)
+        for directory in directories:
+            if changed.is_relative_to(directory):
+                parts = changed.relative_to(directory).parts
+                return not any(part in _DERIVED or part.startswith(".") for part in parts)
+        return False
+
+    return is_parse_input
+
+
+def _last_saved(directories: Iterable[Path]) -> float:
+    return max(
+        (path.stat().st_mtime for directory in directories for path in source_files(directory)),
+        default=0,
     )
 
 
@@ -108,57 +128,81 @@ def _watch(
     refresh: Callable[[str], None] | None = None,
     warm_up: Callable[[], None] | None = None,
 ) -> None:
-    loaded = loaded or fingerprint()
+    """Waits for a save that changes `fingerprint()` from `loaded`, then asks for the reload.
+
+    Every `interval` seconds without a change, the watcher wakes up (for the warm-up).
+    """
     # Not at once: the code server is still building and serving the definitions, which the
     # warm-up (seconds of imports, holding the GIL) would slow down.
-    warm_up_at = time.monotonic() + WARM_UP_DELAY_SECONDS
-    # No snapshot yet: the first pass compares the files with `loaded`, so that a save made while
-    # the definitions were being built is not missed.
-    last: tuple = ()
+    warm_up_at: float | None = time.monotonic() + WARM_UP_DELAY_SECONDS
+    directories = [directory.resolve() for directory in directories]
     while True:
-        if warm_up is not None and time.monotonic() >= warm_up_at:
-            try:
-                warm_up()
-            except Exception:
-                logger.exception("dbt project watcher could not warm up")
-            warm_up = None
         try:
-            current = _snapshot(directories)
-            if current == last:
-                time.sleep(interval)
-                continue
-            # An editor may write a file in several steps: wait until the files stop changing.
-            time.sleep(SETTLE_SECONDS)
-            while (settled := _snapshot(directories)) != current:
-                current = settled
-                time.sleep(SETTLE_SECONDS)
-            last = current
-            detected = time.time()
-            saved = max((mtime_ns for _, mtime_ns, _ in current), default=0) / 1e9
-            changed = fingerprint()
-            if changed == loaded:
-                continue  # touched, or saved back to what was loaded
-            if refresh is not None:
-                try:
-                    refresh(changed)
-                except Exception:
-                    # The reloaded code server parses again and reports the error in the UI.
-                    logger.exception("dbt project watcher could not refresh the parse in-process")
-            url = webserver_url()
-            # Logged first: the reload replaces this process, possibly before the call returns.
-            logger.info(
-                "dbt project changed: save seen after %.1f s; asking %s to reload the code"
-                " locations at=%.3f",
-                detected - saved,
-                url,
-                time.time(),
-            )
-            names = reload_code_locations(url)
-            logger.info("reloaded code locations %s", names)
-            return  # this code server is being replaced by the reloaded one
+            loaded = loaded or fingerprint()
+            # The first pass, once the files are watched, compares them with `loaded`, so that a
+            # save made while the definitions were being built is not missed.
+            compare = True
+            for changes in watchfiles.watch(
+                *directories,
+                watch_filter=_parse_input_filter(directories),
+                # An editor may write a file in several steps: wait until the files stop changing.
+                step=int(SETTLE_SECONDS * 1000),
+                rust_timeout=int(interval * 1000),
+                yield_on_timeout=True,
+            ):
+                if warm_up_at is not None and time.monotonic() >= warm_up_at:
+                    warm_up_at = None
+                    try:
+                        _import_reload_client()
+                        if warm_up is not None:
+                            warm_up()
+                    except Exception:
+                        logger.exception("dbt project watcher could not warm up")
+                if not (changes or compare):
+                    continue
+                compare = False
+                detected = time.time()
+                changed = fingerprint()
+                if changed == loaded:
+                    if changes:
+                        logger.info("dbt project saved as it was loaded: no reload")
+                    continue
+                if _refresh_and_reload(directories, changed, detected, refresh):
+                    return  # this code server is being replaced by the reloaded one
         except Exception:  # a watcher must never take the code server down
-            logger.exception("dbt project watcher could not reload the code location")
+            logger.exception("dbt project watcher failed; it watches again")
             time.sleep(interval)
+
+
+def _refresh_and_reload(
+    directories: list[Path],
+    changed: str,
+    detected: float,
+    refresh: Callable[[str], None] | None,
+) -> bool:
+    """Starts the refresh of the state to `changed`, then asks for the reload; True if done."""
+    if refresh is not None:
+        try:
+            refresh(changed)
+        except Exception:
+            # The reloaded code server parses again and reports the error in the UI.
+            logger.exception("dbt project watcher could not refresh the parse in-process")
+    url = webserver_url()
+    # Logged first: the reload replaces this process, possibly before the call returns.
+    logger.info(
+        "dbt project changed: save seen after %.1f s; asking %s to reload the code locations at=%.3f",
+        detected - _last_saved(directories),
+        url,
+        time.time(),
+    )
+    try:
+        names = reload_code_locations(url)
+    except Exception:
+        # Asked again on the next save.
+        logger.exception("dbt project watcher could not reload the code location")
+        return False
+    logger.info("reloaded code locations %s", names)
+    return True
 
 
 def watch_in_dev(
