@@ -96,3 +96,47 @@ def test_literal_code_versions_count_comments(editable):
     )
     ticker.reload(root)
     assert ticker.tick() == {"stg_orders"}
+
+
+def finish_run(ticker, run: dg.DagsterRun, key: str, code_version: str) -> None:
+    """Ends a started run as its step would: one materialization of `key` stamped with
+    `code_version`, then the run's success."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    materialization = dg.AssetMaterialization(key, tags={"dagster/code_version": code_version})
+    for event in (
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=run.job_name,
+            event_specific_data=StepMaterializationData(materialization),
+        ),
+        DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name),
+    ):
+        ticker.instance.report_dagster_event(event, run_id=run.run_id)
+
+
+def code_version_of(ticker, key: str) -> str:
+    return ticker.defs.resolve_asset_graph().get(dg.AssetKey(key)).code_version
+
+
+@pytest.mark.parametrize("stamped_with", ["old", "new"])
+def test_a_run_started_before_a_deploy_does_not_consume_the_change(editable, stamped_with):
+    # dagster#33708: a run that started under the old code and finishes after the deploy may be
+    # stamped with the new code version; either way it did not run the new SQL.
+    root, ticker = editable
+    old_version = code_version_of(ticker, "stg_orders")
+    running = ticker.start_run({"stg_orders"})
+    assert ticker.tick() == set()
+    edit(
+        root / "analytics_dbt" / "models" / "staging" / "stg_orders.sql",
+        "order_date,",
+        "order_date, 2 as v,",
+    )
+    ticker.reload(root)
+    new_version = code_version_of(ticker, "stg_orders")
+    assert new_version != old_version
+    assert ticker.tick() == set(), "its run is in progress"
+    finish_run(ticker, running, "stg_orders", new_version if stamped_with == "new" else old_version)
+    assert ticker.tick() == {"stg_orders"}, "the finished run ran the old SQL"
+    ticker.simulate_run({"stg_orders"})  # a run that started after the change
+    assert [ticker.tick() for _ in range(3)] == [set()] * 3

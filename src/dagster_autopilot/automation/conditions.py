@@ -1,8 +1,9 @@
-"""The automation conditions the library assigns: Dagster's built-in operands plus four of our own.
+"""The automation conditions the library assigns: Dagster's built-in operands plus five of our own.
 
-The freshness, quiet-hours and backoff guardrails (`guardrails.py`) and the upstream operand
-(`upstream.py`) are custom conditions, so the sensors evaluate in the user-code server. Each named
-piece carries a comment that says why it is shaped as it is. The labels `missing`, `code_changed`,
+The freshness, quiet-hours and backoff guardrails (`guardrails.py`), the upstream operand
+(`upstream.py`) and the code-change operand (`code_change.py`) are custom conditions, so the
+sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
+shaped as it is. The labels `missing`, `code_changed`,
 `deps_updated`, `cron` and `expired` are the reasons the audit trail reads back from each
 evaluation.
 """
@@ -11,6 +12,7 @@ import functools
 
 import dagster as dg
 
+from dagster_autopilot.automation.code_change import CodeChangeUnbuilt
 from dagster_autopilot.automation.guardrails import BackoffAllows, Expired, OutsideQuietHours
 from dagster_autopilot.automation.policy import AutomationPolicy
 from dagster_autopilot.automation.upstream import UpstreamUpdated
@@ -30,9 +32,11 @@ PARENTS_PRESENT = (~AC.any_deps_missing()).with_label("parents_present")
 
 MISSING = AC.missing().with_label("missing")
 
-# Dagster's `code_version_changed()` is true for one tick only. Remembering it until the asset next
-# materializes means a failed or cancelled run does not lose the change.
-CODE_CHANGED = AC.code_version_changed().since(AC.newly_updated()).with_label("code_changed")
+# Dagster's `code_version_changed()` is true for one tick only, and `.since(newly_updated())` would
+# forget the change when a run that started under the old code finishes after the deploy
+# (dagster#33708). One custom node remembers it until a run planned after the change builds the
+# asset: a failed, cancelled or older run does not lose the change. See code_change.py.
+CODE_CHANGED = CodeChangeUnbuilt()
 
 # Resets when this asset's request was handled: it was requested, or it materialized anyway.
 HANDLED = (AC.newly_requested() | AC.newly_updated()).with_label("handled")
