@@ -110,16 +110,16 @@ def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
 ):
     candidates, _ = generate(35, 0, seed=12)
     path = write_records(tmp_path / "big.csv", candidates, CANDIDATE_SPEC, file_format="csv", bad_rows=3)
-    real_advance, chunks = landing._advance, []
+    real_flush, flushes = landing._Group.flush, []
 
-    def crash_on_third_chunk(*args):
-        chunks.append(args)
-        if len(chunks) == 3:
+    def crash_on_third_chunk(self, *args):
+        flushes.append(args)
+        if len(flushes) == 3:
             raise RuntimeError("the machine lost power")
-        return real_advance(*args)
+        return real_flush(self, *args)
 
-    monkeypatch.setattr(landing, "_advance", crash_on_third_chunk)
-    with pytest.raises(RuntimeError, match=r"big\.csv"):
+    monkeypatch.setattr(landing._Group, "flush", crash_on_third_chunk)
+    with pytest.raises(RuntimeError, match="lost power"):
         landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=10)
     stored = count(warehouse, f"select count(*) from {TABLE}")
     quarantined = count(warehouse, f"select count(*) from {TABLE}_quarantine")
@@ -127,7 +127,7 @@ def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
     [(status, _, records_in, *_)] = ledger(warehouse, "big.csv")
     assert (status, records_in) == ("loading", 20)
 
-    monkeypatch.setattr(landing, "_advance", real_advance)
+    monkeypatch.setattr(landing._Group, "flush", real_flush)
     report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=10)
     assert report.records_in == 18, "the resumed run reads on from the third chunk"
     assert count(warehouse, f"select count(*) from {TABLE}") == 35

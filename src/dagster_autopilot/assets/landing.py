@@ -70,7 +70,7 @@ QUARANTINE_COLUMNS: list[Column] = [
 LANDING_SUFFIXES = (".csv", ".jsonl")
 LOADING, LANDED, REJECTED = "loading", "landed", "rejected"
 # Rows read, validated and committed at a time: bounds memory and the transaction's length.
-BATCH_ROWS = 50_000
+BATCH_ROWS = 25_000
 # A landing gives the DuckDB file up at the first chunk boundary after this long.
 LOCK_HOLD_SECONDS = 5.0
 # File clocks can lag the system clock by a tick (ext4) or round to seconds (network shares).
@@ -242,24 +242,24 @@ def ingest(
     *,
     batch_rows: int = BATCH_ROWS,
 ) -> IngestReport:
-    """Ingests the files not yet landed according to the ledger, each in chunks of `batch_rows`.
+    """Ingests the files not yet landed according to the ledger, `batch_rows` rows at a time.
 
     A record already stored (same id, same content) counts as kept and duplicate and is not stored
     again; the same id with new content is a new row, and the dbt model keeps the latest. A file
     that cannot be read is rejected (see `IngestReport.files_rejected`) and the others land; any
-    other error fails the ingestion, naming the file, with every committed chunk kept.
+    other error fails the ingestion, naming the file, with every committed chunk kept. Small files
+    share a commit, so many small files are as cheap as one big one.
     """
     report = IngestReport()
     lease = _LockLease(warehouse)
-    arrived = datetime.min
     try:
         _create_tables(lease.session, table, spec)
         lease.commit()
+        ledger = _ledger(lease.session, table)
+        group = _Group(table, spec)
         for path in files:
-            # Strictly increasing per file, so "latest row per id" follows the arrival order even
-            # for files ingested within the same clock tick.
-            arrived = max(datetime.now(UTC).replace(tzinfo=None), arrived + timedelta(microseconds=1))
-            _ingest_file(lease, table, spec, path, arrived, report, batch_rows)
+            _read_file(lease, group, ledger, path, report, batch_rows)
+        group.flush(lease, report)
         report.table_rows = lease.session.fetch_all(f"select count(*) from {table}")[0][0]
     except BaseException as error:
         lease.close(error)
@@ -289,38 +289,48 @@ def _create_tables(session: Session, table: str, spec: RecordSpec) -> None:
 
 
 @dataclass
-class _Progress:
-    """A file's ledger row: how far it has landed and what it counted so far."""
+class _FileState:
+    """One file's ledger row: where it was when this run read it, and where it is now."""
 
-    status: str | None
+    name: str
+    sha: str
+    status: str = LOADING
+    reason: str | None = None
     last_line: int = 0
     records_in: int = 0
     records_kept: int = 0
     records_duplicate: int = 0
     records_quarantined: int = 0
+    ingested_at: datetime = datetime.min
+    reason_text: str = ""
+    started_at: tuple[str, int] | None = None
+    """(status, last_line) in the ledger when this run read it, to notice another run's writes."""
 
 
-def _ledger_row(session: Session, table: str, sha: str) -> _Progress | None:
+def _ledger(session: Session, table: str) -> dict[str, _FileState]:
+    """The table's ledger rows by file sha256: one query, whatever the number of files."""
     mark = session.placeholder
     rows = session.fetch_all(
-        "select status, last_line, records_in, records_kept, records_duplicate,"
-        f" records_quarantined from {LEDGER_TABLE}"
-        f" where target_table = {mark} and file_sha256 = {mark}",
-        (table, sha),
+        "select file_name, file_sha256, status, reason, last_line, records_in, records_kept,"
+        f" records_duplicate, records_quarantined from {LEDGER_TABLE} where target_table = {mark}",
+        (table,),
     )
-    if not rows:
-        return None
-    status, *numbers = rows[0]
-    # A ledger row from before the status column is a landed file.
-    return _Progress(status or LANDED, *(n or 0 for n in numbers))
+    ledger = {}
+    for name, sha, status, reason, last_line, *counts in rows:
+        # A ledger row from before the status column is a landed file.
+        state = _FileState(
+            name, sha, status or LANDED, reason, last_line or 0, *(n or 0 for n in counts)
+        )
+        state.started_at = (state.status, state.last_line)
+        ledger[sha] = state
+    return ledger
 
 
-def _ingest_file(
-    lease: _LockLease,
-    table: str,
-    spec: RecordSpec,
+def _read_file(
+    lease: "_LockLease",
+    group: "_Group",
+    ledger: dict[str, _FileState],
     path: Path,
-    now: datetime,
     report: IngestReport,
     batch_rows: int,
 ) -> None:
@@ -329,45 +339,38 @@ def _ingest_file(
     except FileNotFoundError:
         report.files_vanished.append(path.name)
         return
-    progress = _ledger_row(lease.session, table, sha)
-    if progress is not None and progress.status in (LANDED, REJECTED):
+    state = ledger.get(sha)
+    if state is not None and state.status in (LANDED, REJECTED):
         report.files_already_ingested.append(path.name)
         return
-    mark = lease.session.placeholder
-    if progress is None:
-        progress = _Progress(LOADING)
-        lease.session.insert(
-            LEDGER_TABLE,
-            [name for name, _ in LEDGER_COLUMNS],
-            [(table, path.name, sha, 0, 0, 0, 0, now, LOADING, None, 0)],
-        )
-        lease.commit()
+    if state is None:
+        state = ledger[sha] = _FileState(path.name, sha)
+    # Strictly increasing per file, so "latest row per id" follows the arrival order even for
+    # files ingested within the same clock tick.
+    state.ingested_at = group.next_arrival()
     try:
-        for batch in _read_batches(path, spec, batch_rows):
-            if _last_line(batch) <= progress.last_line:
+        for batch in _read_batches(path, spec=group.spec, batch_rows=batch_rows):
+            if _last_line(batch) <= state.last_line:
                 continue  # committed before a crash
-            _store_batch(lease.session, table, spec, path, sha, batch, progress, now, report)
-            if not _advance(lease.session, table, sha, progress, batch):
-                raise RuntimeError(f"{path}: another run is landing this file at the same time")
-            lease.commit()
+            group.add(state, batch)
+            if group.rows >= batch_rows:
+                group.flush(lease, report)
     except UnreadableFileError as error:
-        _reject(lease.session, table, path, sha, error, now, report)
-        lease.commit()
-        return
+        group.reject(state, path, error)
     except FileNotFoundError:
         report.files_vanished.append(path.name)
         return
     except Exception as error:
-        if str(path.name) in str(error):
+        if path.name in str(error):
             raise
         raise RuntimeError(f"landing {path} failed: {error}") from error
-    lease.session.execute(
-        f"update {LEDGER_TABLE} set status = {mark}, ingested_at = {mark}"
-        f" where target_table = {mark} and file_sha256 = {mark}",
-        (LANDED, now, table, sha),
-    )
-    lease.commit()
-    report.files_ingested.append(path.name)
+    else:
+        state.status = LANDED
+        group.touch(state)
+    if state.status == LANDED:
+        report.files_ingested.append(path.name)
+    else:
+        report.files_rejected[path.name] = state.reason_text
 
 
 def _read_batches(path: Path, spec: RecordSpec, batch_rows: int) -> Iterator[Batch]:
@@ -379,8 +382,7 @@ def _read_batches(path: Path, spec: RecordSpec, batch_rows: int) -> Iterator[Bat
     # A reader without chunks: the whole file's records, committed in chunks all the same.
     whole = read_records(path, spec)
     rows = sorted(
-        [(r["line_number"], r) for r in whole.records]
-        + [(q.line_number, q) for q in whole.quarantined],
+        [(r["line_number"], r) for r in whole.records] + [(q.line_number, q) for q in whole.quarantined],
         key=lambda row: row[0],
     )
     for start in range(0, max(len(rows), 1), batch_rows):
@@ -399,100 +401,187 @@ def _last_line(batch: Batch) -> int:
     return batch.last_line
 
 
-def _store_batch(
-    session: Session,
-    table: str,
-    spec: RecordSpec,
-    path: Path,
-    sha: str,
-    batch: Batch,
-    progress: _Progress,
-    now: datetime,
-    report: IngestReport,
-) -> None:
-    """Writes one chunk's new records and quarantined rows, and counts them into `progress`."""
-    staging = f"{table}_staging"
-    staged_columns = [*spec.columns.items(), ("record_hash", "text"), ("line_number", "integer")]
-    names = [name for name, _ in staged_columns]
-    body = ", ".join(f"{name} {session.warehouse.sql_type(kind)}" for name, kind in staged_columns)
-    session.execute(f"create temporary table if not exists {staging} ({body})")
-    session.execute(f"delete from {staging}")
-    session.bulk_insert(staging, names, ([r[name] for name in names] for r in batch.records))
-    mark = session.placeholder
-    stored = ", ".join(name for name, _ in raw_columns(spec))
-    selected = ", ".join(f"s.{name}" for name in spec.columns)
-    new = session.write(
-        f"insert into {table} ({stored})"
-        f" select {selected}, s.record_hash, {mark}, s.line_number, {mark} from {staging} s"
-        f" where not exists (select 1 from {table} t"
-        f" where t.{spec.id_column} = s.{spec.id_column} and t.record_hash = s.record_hash)",
-        (path.name, now),
-    )
-    session.bulk_insert(
-        quarantine_table(table),
-        [name for name, _ in QUARANTINE_COLUMNS],
-        ((path.name, sha, q.line_number, q.reason, q.raw_text, now) for q in batch.quarantined),
-    )
-    # Repeats inside the file, and records an earlier file or chunk already stored.
-    duplicates = batch.duplicates + len(batch.records) - new
-    progress.records_in += batch.rows_read
-    progress.records_kept += batch.kept_count
-    progress.records_duplicate += duplicates
-    progress.records_quarantined += batch.quarantined_count
-    report.records_in += batch.rows_read
-    report.records_kept += batch.kept_count
-    report.records_new += new
-    report.records_duplicate += duplicates
-    report.records_quarantined += batch.quarantined_count
-    report.quarantine_reasons.update(q.reason for q in batch.quarantined)
+class _Group:
+    """Chunks of one or more files, written in one transaction with their files' ledger rows."""
 
+    def __init__(self, table: str, spec: RecordSpec):
+        self.table, self.spec = table, spec
+        self.staged_columns: list[Column] = [
+            *spec.columns.items(),
+            ("record_hash", "text"),
+            ("line_number", "integer"),
+            ("batch_index", "integer"),
+            ("row_order", "integer"),
+        ]
+        self._arrived = datetime.min
+        self._clear()
 
-def _advance(session: Session, table: str, sha: str, progress: _Progress, batch: Batch) -> bool:
-    """Moves the ledger's progress past `batch`, unless another run moved it first."""
-    mark = session.placeholder
-    previous, progress.last_line = progress.last_line, _last_line(batch)
-    return bool(
-        session.write(
-            f"update {LEDGER_TABLE} set last_line = {mark}, records_in = {mark},"
-            f" records_kept = {mark}, records_duplicate = {mark}, records_quarantined = {mark}"
-            f" where target_table = {mark} and file_sha256 = {mark} and last_line = {mark}",
-            (
-                progress.last_line,
-                progress.records_in,
-                progress.records_kept,
-                progress.records_duplicate,
-                progress.records_quarantined,
-                table,
-                sha,
-                previous,
-            ),
+    def _clear(self) -> None:
+        self.files: list[_FileState] = []
+        self.records: list[list] = []
+        self.quarantined: list[tuple] = []
+        self.batches: list[tuple[_FileState, Batch]] = []
+        self.rows = 0
+
+    def next_arrival(self) -> datetime:
+        self._arrived = max(
+            datetime.now(UTC).replace(tzinfo=None), self._arrived + timedelta(microseconds=1)
         )
-    )
+        return self._arrived
 
+    def touch(self, state: _FileState) -> int:
+        """The index of `state` among this group's files, adding it if new."""
+        if not self.files or self.files[-1] is not state:
+            self.files.append(state)
+        return len(self.files) - 1
 
-def _reject(
-    session: Session,
-    table: str,
-    path: Path,
-    sha: str,
-    error: UnreadableFileError,
-    now: datetime,
-    report: IngestReport,
-) -> None:
-    reason = getattr(error, "reason", None) or "unreadable_file"
-    message = str(error) if path.name in str(error) else f"{path}: {error}"
-    mark = session.placeholder
-    session.execute(
-        f"update {LEDGER_TABLE} set status = {mark}, reason = {mark}, ingested_at = {mark}"
-        f" where target_table = {mark} and file_sha256 = {mark}",
-        (REJECTED, reason, now, table, sha),
-    )
-    session.insert(
-        quarantine_table(table),
-        [name for name, _ in QUARANTINE_COLUMNS],
-        [(path.name, sha, 0, reason, message[:2000], now)],
-    )
-    report.files_rejected[path.name] = f"{reason}: {message}"
+    def add(self, state: _FileState, batch: Batch) -> None:
+        self.touch(state)
+        index = len(self.batches)
+        names = [*self.spec.columns, "record_hash", "line_number"]
+        for record in batch.records:
+            self.records.append([*(record[name] for name in names), index, len(self.records)])
+        self.quarantined.extend(
+            (state.name, state.sha, q.line_number, q.reason, q.raw_text, state.ingested_at)
+            for q in batch.quarantined
+        )
+        self.batches.append((state, batch))
+        self.rows += batch.rows_read
+
+    def reject(self, state: _FileState, path: Path, error: UnreadableFileError) -> None:
+        state.status = REJECTED
+        state.reason = getattr(error, "reason", None) or "unreadable_file"
+        message = str(error) if path.name in str(error) else f"{path}: {error}"
+        state.reason_text = f"{state.reason}: {message}"
+        self.touch(state)
+        self.quarantined.append(
+            (state.name, state.sha, 0, state.reason, message[:2000], state.ingested_at)
+        )
+
+    def flush(self, lease: "_LockLease", report: IngestReport) -> None:
+        """Writes the staged records, quarantined rows and ledger rows, and commits them."""
+        if not self.files:
+            return
+        session = lease.session
+        if session.warehouse.kind == "postgres":
+            # Two runs landing the same table take turns, so each sees the other's ledger rows.
+            session.execute(
+                "select pg_advisory_xact_lock(hashtext(%s))", (f"autopilot: land {self.table}",)
+            )
+        fresh = self._write_records(session)
+        session.bulk_insert(
+            quarantine_table(self.table), [name for name, _ in QUARANTINE_COLUMNS], self.quarantined
+        )
+        for index, (state, batch) in enumerate(self.batches):
+            new = fresh.get(index, 0)
+            duplicates = batch.duplicates + len(batch.records) - new
+            state.last_line = max(state.last_line, _last_line(batch))
+            state.records_in += batch.rows_read
+            state.records_kept += batch.kept_count
+            state.records_duplicate += duplicates
+            state.records_quarantined += batch.quarantined_count
+            report.records_in += batch.rows_read
+            report.records_kept += batch.kept_count
+            report.records_new += new
+            report.records_duplicate += duplicates
+            report.records_quarantined += batch.quarantined_count
+            report.quarantine_reasons.update(q.reason for q in batch.quarantined)
+        self._write_ledger(session)
+        lease.commit()
+        for state in self.files:
+            state.started_at = (state.status, state.last_line)
+        self._clear()
+
+    def _write_records(self, session: Session) -> dict[int, int]:
+        """Stores the staged records not stored yet; returns how many are new, per batch index."""
+        staging = f"{self.table}_staging"
+        body = ", ".join(
+            f"{name} {session.warehouse.sql_type(kind)}" for name, kind in self.staged_columns
+        )
+        session.execute(f"create temporary table if not exists {staging} ({body})")
+        session.execute(f"delete from {staging}")
+        session.bulk_insert(staging, [name for name, _ in self.staged_columns], self.records)
+        fresh = f"{self.table}_fresh"
+        session.execute(f"drop table if exists {fresh}")
+        key = f"{self.spec.id_column}, record_hash"
+        # The first of each record in this group, unless an earlier file or chunk stored it.
+        session.execute(
+            f"create temporary table {fresh} as select * from ("
+            f" select s.*, row_number() over (partition by {key} order by row_order) as copy"
+            f" from {staging} s) s where copy = 1 and not exists (select 1 from {self.table} t"
+            f" where t.{self.spec.id_column} = s.{self.spec.id_column}"
+            " and t.record_hash = s.record_hash)"
+        )
+        stored = ", ".join(name for name, _ in raw_columns(self.spec))
+        values = ", ".join(f"f.{name}" for name in self.spec.columns)
+        arrivals = f"{self.table}_batches"
+        integer, text, timestamp = (
+            session.warehouse.sql_type(k) for k in ("integer", "text", "timestamp")
+        )
+        session.execute(
+            f"create temporary table if not exists {arrivals}"
+            f" (batch_index {integer}, source_file {text}, ingested_at {timestamp})"
+        )
+        session.execute(f"delete from {arrivals}")
+        session.bulk_insert(
+            arrivals,
+            ["batch_index", "source_file", "ingested_at"],
+            [(i, state.name, state.ingested_at) for i, (state, _) in enumerate(self.batches)],
+        )
+        session.execute(
+            f"insert into {self.table} ({stored}) select {values}, f.record_hash, a.source_file,"
+            f" f.line_number, a.ingested_at from {fresh} f join {arrivals} a using (batch_index)"
+        )
+        return dict(session.fetch_all(f"select batch_index, count(*) from {fresh} group by 1"))
+
+    def _write_ledger(self, session: Session) -> None:
+        """Replaces the group's files' ledger rows, unless another run changed them meanwhile."""
+        mark = session.placeholder
+        staging = f"{LEDGER_TABLE}_staging"
+        body = ", ".join(f"{name} {session.warehouse.sql_type(kind)}" for name, kind in LEDGER_COLUMNS)
+        session.execute(f"create temporary table if not exists {staging} ({body})")
+        session.execute(f"delete from {staging}")
+        session.bulk_insert(
+            staging,
+            [name for name, _ in LEDGER_COLUMNS],
+            [
+                (
+                    self.table,
+                    s.name,
+                    s.sha,
+                    s.records_in,
+                    s.records_kept,
+                    s.records_duplicate,
+                    s.records_quarantined,
+                    s.ingested_at,
+                    s.status,
+                    s.reason,
+                    s.last_line,
+                )
+                for s in self.files
+            ],
+        )
+        found = {
+            sha: (status or LANDED, last_line or 0)
+            for sha, status, last_line in session.fetch_all(
+                f"select file_sha256, status, last_line from {LEDGER_TABLE}"
+                f" where target_table = {mark} and file_sha256 in (select file_sha256 from {staging})",
+                (self.table,),
+            )
+        }
+        for state in self.files:
+            if found.get(state.sha) != state.started_at:
+                raise RuntimeError(
+                    f"{state.name}: another run landed part of this file meanwhile; "
+                    "a later run lands the rest"
+                )
+        session.execute(
+            f"delete from {LEDGER_TABLE} where target_table = {mark}"
+            f" and file_sha256 in (select file_sha256 from {staging})",
+            (self.table,),
+        )
+        names = ", ".join(name for name, _ in LEDGER_COLUMNS)
+        session.execute(f"insert into {LEDGER_TABLE} ({names}) select {names} from {staging}")
 
 
 # --- The arrivals sensor's decisions, kept free of Dagster so they can be tested directly. ---
