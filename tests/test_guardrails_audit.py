@@ -4,7 +4,7 @@ import datetime
 
 import dagster as dg
 from dagster._core.test_utils import freeze_time
-from harness import ANALYTICS_ASSETS, Ticker, _stand_in_assets
+from harness import ANALYTICS_ASSETS, MONDAY_1AM, Ticker, _stand_in_assets, run_at_clock
 from test_guardrails import with_policies
 
 from dagster_autopilot.automation.audit import evaluate_sensor_tick
@@ -92,3 +92,36 @@ def test_counters_and_decisions_per_tick(project_defs):
         }
         assert all("missing" in d.reasons for d in summary.decisions)
         ticker.cancel_run(running)
+
+
+def test_a_paused_decision_says_how_to_lift_the_pause(project_defs):
+    sensor = AutopilotAutomationSensor("pausing", target=ANALYTICS)
+    policies = {"stg_orders": {"backoff": {"base": "1m", "max_failures": 1}}}
+    defs = dg.Definitions(assets=with_policies(project_defs, policies).assets, sensors=[sensor])
+    repository = defs.get_repository_def()
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(defs, instance, MONDAY_1AM)
+        cursor = None
+
+        def tick() -> dict[str, dict]:
+            nonlocal cursor
+            ticker.now += datetime.timedelta(seconds=30)
+            context = dg.build_sensor_context(
+                instance=instance, repository_def=repository, cursor=cursor
+            )
+            result, summary = evaluate_sensor_tick(sensor, context, evaluation_time=ticker.now)
+            cursor = result.cursor
+            return {d.key.to_user_string(): d.as_log_record() for d in summary.decisions}
+
+        run_at_clock(ticker, {"raw_customers", "raw_orders", "stg_customers", "stg_orders"})
+        tick()
+        run_at_clock(ticker, {"raw_orders"})
+        assert tick()["stg_orders"]["decision"] == "requested"
+        assert not run_at_clock(ticker, {"stg_orders"}, fail=True).success
+        assert tick()["stg_orders"] == {
+            "asset": "stg_orders",
+            "decision": "paused",
+            "reasons": ["deps_updated"],
+            "failures": 1,
+            "to_resume": "materialize it successfully (a manual run will do) or change its code",
+        }

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+from dataclasses import asdict
 
 import dagster as dg
 from harness import MONDAY_1AM, AnalyticsTicker, Ticker, run_at_clock
@@ -69,3 +70,23 @@ def test_status_command_prints_json_from_dagster_home(project_defs, tmp_path, mo
     assert rows["stg_customers"]["last_auto_run"]["run_id"] == run.run_id
     assert rows["stg_customers"]["backoff"]["failures"] == 1
     assert rows["raw_orders"]["last_materialization"] == "2026-01-05T01:00:30+00:00"
+
+
+def test_status_of_a_paused_asset_says_how_to_lift_the_pause(project_defs):
+    policies = {"stg_customers": {"backoff": {"base": "1m", "max_failures": 1}}}
+    defs = with_policies(project_defs, policies)
+    with dg.instance_for_test() as instance:
+        ticker = AnalyticsTicker(defs, instance, MONDAY_1AM)
+        seed(ticker)
+        statuses = automation_status(defs, instance, now=ticker.now)
+    paused = next(status for status in statuses if status.asset == "stg_customers")
+    to_resume = "materialize it successfully (a manual run will do) or change its code"
+    assert asdict(paused.backoff) == {
+        "failures": 1,
+        "next_allowed": None,
+        "paused": True,
+        "to_resume": to_resume,
+    }
+    assert f"  backoff: PAUSED after 1 consecutive failures; to resume, {to_resume}\n" in as_table(
+        statuses
+    )

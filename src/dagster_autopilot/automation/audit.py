@@ -26,6 +26,7 @@ from dagster_autopilot.automation.guardrails import (
     NEXT_ALLOWED,
     PAUSED,
     QUIET_LABEL,
+    TO_RESUME,
 )
 
 TRIGGER_TAG = "trigger"
@@ -64,6 +65,8 @@ class Decision:
     """Consecutive failures, when the backoff guard evaluated."""
     next_allowed: float | None = None
     """When the backoff allows the next request (epoch seconds), if it holds the asset."""
+    to_resume: str | None = None
+    """For a pause, which has no end time: what lifts it."""
 
     def as_log_record(self) -> dict[str, object]:
         """The decision as a flat JSON-able mapping, for the structured log line."""
@@ -78,6 +81,8 @@ class Decision:
             record["failures"] = self.failures
         if self.next_allowed is not None:
             record["next_allowed"] = _iso(self.next_allowed)
+        if self.to_resume is not None:
+            record["to_resume"] = self.to_resume
         return record
 
 
@@ -145,9 +150,10 @@ def decide(result: AutomationResult) -> Decision | None:
             if label == BACKOFF_LABEL and _metadata_value(guard, PAUSED):
                 outcome = "paused"
             break
-    if outcome == "requested":
+    if outcome in ("requested", "paused"):
         next_allowed = None
-    return Decision(result.key, outcome, ordered, expired_at, failures, next_allowed)
+    to_resume = TO_RESUME if outcome == "paused" else None
+    return Decision(result.key, outcome, ordered, expired_at, failures, next_allowed, to_resume)
 
 
 def tag_run_request(

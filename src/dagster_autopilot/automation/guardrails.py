@@ -27,6 +27,8 @@ EXPIRED_MATERIALIZATION = "expired_materialization_timestamp"
 FAILURES = "consecutive_failures"
 NEXT_ALLOWED = "next_allowed_timestamp"
 PAUSED = "paused"
+# How a pause is lifted, shown wherever a pause is: a pause has no end time of its own.
+TO_RESUME = "materialize it successfully (a manual run will do) or change its code"
 # More failures than any sensible `max_failures` are never needed to decide.
 _MAX_FAILURES_READ = 50
 
@@ -237,7 +239,7 @@ class BackoffAllows(dg.AutomationCondition):
         metadata = {FAILURES: dg.MetadataValue.int(failures.failures)}
         if failures.paused:
             metadata[PAUSED] = dg.MetadataValue.bool(True)
-        if failures.next_allowed is not None:
+        elif failures.next_allowed is not None:
             metadata[NEXT_ALLOWED] = dg.MetadataValue.timestamp(failures.next_allowed)
         return AutomationResult(context, true_subset, cursor=cursor, metadata=metadata)
 

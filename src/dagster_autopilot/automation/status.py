@@ -13,7 +13,7 @@ import dagster as dg
 
 from dagster_autopilot.automation.apply import POLICY_METADATA, policy_of
 from dagster_autopilot.automation.audit import REASON_TAG, TRIGGER_TAG, TRIGGER_VALUE
-from dagster_autopilot.automation.guardrails import code_change_points, failure_state
+from dagster_autopilot.automation.guardrails import TO_RESUME, code_change_points, failure_state
 from dagster_autopilot.automation.policy import AutomationPolicy
 
 # Automation runs read back to find each asset's latest one; older ones only matter for assets
@@ -37,7 +37,10 @@ class BackoffState:
 
     failures: int
     next_allowed: str | None
+    """None when nothing holds the asset back, and when it is paused (a pause has no end time)."""
     paused: bool
+    to_resume: str | None = None
+    """For a paused asset: what lifts the pause."""
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,11 @@ def automation_status(
                 next_refresh_kind=next_kind,
                 backoff=BackoffState(
                     failures=failures.failures,
-                    next_allowed=_iso(allowed) if allowed and allowed > now.timestamp() else None,
+                    next_allowed=_iso(allowed)
+                    if allowed and allowed > now.timestamp() and not failures.paused
+                    else None,
                     paused=failures.paused,
+                    to_resume=TO_RESUME if failures.paused else None,
                 ),
             )
         )
@@ -198,7 +204,9 @@ def as_table(statuses: Iterable[AssetStatus]) -> str:
         run = status.last_auto_run
         backoff = status.backoff
         if backoff.paused:
-            held = f"PAUSED after {backoff.failures} failures (until a success or a code change)"
+            held = (
+                f"PAUSED after {backoff.failures} consecutive failures; to resume, {backoff.to_resume}"
+            )
         elif backoff.next_allowed:
             held = f"{backoff.failures} failures, next try not before {backoff.next_allowed}"
         else:
