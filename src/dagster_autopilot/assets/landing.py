@@ -34,15 +34,14 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from dagster_autopilot.records import Batch, RecordSpec, UnreadableFileError, read_records
-from dagster_autopilot.records import validation as record_reading
+from dagster_autopilot.records import Batch, RecordSpec, UnreadableFileError, iter_batches
 from dagster_autopilot.warehouse import DUCKDB_LOCK_POLL_SECONDS, Column, Session, Warehouse
 
 LEDGER_TABLE = "autopilot_arrivals"
@@ -349,8 +348,8 @@ def _read_file(
     # files ingested within the same clock tick.
     state.ingested_at = group.next_arrival()
     try:
-        for batch in _read_batches(path, spec=group.spec, batch_rows=batch_rows):
-            if _last_line(batch) <= state.last_line:
+        for batch in iter_batches(path, group.spec, batch_rows=batch_rows):
+            if batch.last_line <= state.last_line:
                 continue  # committed before a crash
             group.add(state, batch)
             if group.rows >= batch_rows:
@@ -371,34 +370,6 @@ def _read_file(
         report.files_ingested.append(path.name)
     else:
         report.files_rejected[path.name] = state.reason_text
-
-
-def _read_batches(path: Path, spec: RecordSpec, batch_rows: int) -> Iterator[Batch]:
-    """The file's records in chunks of at most `batch_rows` rows."""
-    iter_batches = getattr(record_reading, "iter_batches", None)
-    if iter_batches is not None:
-        yield from iter_batches(path, spec, batch_rows=batch_rows)
-        return
-    # A reader without chunks: the whole file's records, committed in chunks all the same.
-    whole = read_records(path, spec)
-    rows = sorted(
-        [(r["line_number"], r) for r in whole.records] + [(q.line_number, q) for q in whole.quarantined],
-        key=lambda row: row[0],
-    )
-    for start in range(0, max(len(rows), 1), batch_rows):
-        part = rows[start : start + batch_rows]
-        chunk = Batch(path=path, sha256=whole.sha256, rows_read=len(part))
-        chunk.records = [row for _, row in part if isinstance(row, dict)]
-        chunk.quarantined = [row for _, row in part if not isinstance(row, dict)]
-        if start + batch_rows >= len(rows):  # the file's repeats are counted with its last chunk
-            chunk.duplicates = whole.duplicates
-            chunk.rows_read += whole.duplicates
-        chunk.last_line = part[-1][0] if part else 0
-        yield chunk
-
-
-def _last_line(batch: Batch) -> int:
-    return batch.last_line
 
 
 class _Group:
@@ -475,7 +446,7 @@ class _Group:
         for index, (state, batch) in enumerate(self.batches):
             new = fresh.get(index, 0)
             duplicates = batch.duplicates + len(batch.records) - new
-            state.last_line = max(state.last_line, _last_line(batch))
+            state.last_line = max(state.last_line, batch.last_line)
             state.records_in += batch.rows_read
             state.records_kept += batch.kept_count
             state.records_duplicate += duplicates
