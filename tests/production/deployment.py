@@ -29,6 +29,9 @@ LOCATION = "dagster_autopilot"
 SENSOR = "autopilot_automation_sensor"
 AUTOMATION_TAG = "dagster/from_automation_condition"
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+# The chaos test fails runs on purpose and waits for their assets to be requested again: the copy's
+# automated assets wait 15 s after a failure instead of the default 5 minutes.
+SHORT_BACKOFF = "{base: 15s, cap: 1m, max_failures: 5}"
 T = TypeVar("T")
 
 
@@ -140,8 +143,9 @@ class Deployment:
     # ---- processes ------------------------------------------------------------------------
 
     def start(self, name: str, *command: str) -> Service:
+        """Starts service `name`; a restarted service appends to the log of the one it replaces."""
         log = self.dagster_home / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             process = subprocess.Popen(
                 [sys.executable, str(self.root / "deploy" / "run_service.py"), *command],
                 cwd=self.root,
@@ -291,6 +295,12 @@ class Deployment:
         found = data.get("assetMaterializations") or []
         return found[0] if found else None
 
+    def materializations_after(self, asset: str, timestamp: float) -> list[dict]:
+        """The materializations of `asset` after `timestamp` (s since the epoch), newest first."""
+        variables = {"key": {"path": asset.split("/")}, "after": str(int(timestamp * 1000))}
+        data = self.graphql(MATERIALIZATIONS_AFTER, variables)["assetOrError"]
+        return data.get("assetMaterializations") or []
+
     def asset_tags(self) -> dict[str, dict[str, str]]:
         nodes = self.graphql(ASSET_NODES)["assetNodes"]
         return {
@@ -366,6 +376,7 @@ def prepare(tmp: Path, dagster_db: Mapping[str, str], warehouse: Mapping[str, st
         }
     )
     deployment = Deployment(root=root, dagster_home=dagster_home, env=env)
+    _shorten_backoffs(root)
     # The production deploy step: parse the dbt project once, so the services load its state
     # instead of running `dbt parse` in every process.
     refreshed = subprocess.run(
@@ -381,9 +392,40 @@ def prepare(tmp: Path, dagster_db: Mapping[str, str], warehouse: Mapping[str, st
     return deployment
 
 
+def _replace(path: Path, old: str, new: str, count: int) -> None:
+    text = path.read_text()
+    if text.count(old) != count:
+        raise ServiceError(f"{path}: expected {count} of {old!r}, found {text.count(old)}")
+    path.write_text(text.replace(old, new))
+
+
+def _shorten_backoffs(root: Path) -> None:
+    """SHORT_BACKOFF for the talent pipeline's dbt models, vectors and matches."""
+    _replace(
+        root / "defs" / "analytics" / "defs.yaml",
+        "      policy:\n        cron: null\n",
+        f"      policy:\n        cron: null\n        backoff: {SHORT_BACKOFF}\n",
+        count=1,
+    )
+    _replace(
+        root / "defs" / "talent" / "defs.yaml",
+        "  automation: eager\n",
+        f"  automation: {{backoff: {SHORT_BACKOFF}}}\n",
+        count=3,
+    )
+
+
+WORKSPACE_ARGS = ("-w", "deploy/workspace.yaml")
+
+
+def start_daemon(deployment: Deployment) -> Service:
+    """Starts (or, after it was killed, restarts) `dagster-daemon`."""
+    return deployment.start("daemon", str(VENV_BIN / "dagster-daemon"), "run", *WORKSPACE_ARGS)
+
+
 def start_services(deployment: Deployment, timeout: float = 300) -> Deployment:
-    workspace = ["-w", "deploy/workspace.yaml"]
-    deployment.start("daemon", str(VENV_BIN / "dagster-daemon"), "run", *workspace)
+    workspace = list(WORKSPACE_ARGS)
+    start_daemon(deployment)
     port = _free_port()
     deployment.url = f"http://127.0.0.1:{port}"
     deployment.start(
@@ -471,6 +513,14 @@ query($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
     __typename
     ... on Asset { assetMaterializations(limit: 1) { timestamp runId } }
+  }
+}"""
+
+MATERIALIZATIONS_AFTER = """
+query($key: AssetKeyInput!, $after: String!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset { assetMaterializations(afterTimestampMillis: $after) { timestamp runId } }
   }
 }"""
 

@@ -2,9 +2,11 @@
 (Dagster's storage and the dbt warehouse), the automation sensor acting on a seed update, and the
 run queue's per-dbt-project limit from `deploy/dagster.yaml`."""
 
+import os
 import signal
 import time
 
+import psutil
 from deployment import (
     AUTOMATION_TAG,
     IN_PROGRESS,
@@ -13,9 +15,11 @@ from deployment import (
     asset_keys,
     ignored_signals,
     run_tags,
+    start_daemon,
     wait_for,
 )
 
+from dagster_autopilot.run_launcher import WORKER_PID_TAG
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
 
 # The run tag `deploy/dagster.yaml` limits to one run at a time per value (per dbt project).
@@ -162,3 +166,113 @@ def test_a_file_dropped_into_the_landing_folder_reaches_the_matches(
         "select count(*) from analytics.raw_candidates_quarantine where source_file = %s",
         ("arrival-1.jsonl",),
     ) == [(2,)]
+
+
+# The talent pipeline from a landed file to the matches, each asset built by its own run.
+TALENT_PIPELINE = ("raw_candidates", "normalized_candidates", "candidate_vectors", "matches")
+TOP_K = 10  # `top_k` of the matches in defs/talent/defs.yaml
+
+
+def _started_run_of(deployment: Deployment, asset: str, after: float, with_process: str):
+    """The started run building `asset`, once its worker has a descendant whose command line
+    contains `with_process`: (run, worker, the worker's descendants)."""
+    for run in deployment.runs(createdAfter=after):
+        pid = run_tags(run).get(WORKER_PID_TAG)
+        if run["status"] != "STARTED" or asset not in asset_keys(run) or not pid:
+            continue
+        try:
+            worker = psutil.Process(int(pid))
+            processes = worker.children(recursive=True)
+            if any(with_process in " ".join(p.cmdline()) for p in processes):
+                return run, worker, processes
+        except psutil.Error:
+            continue
+    return None
+
+
+def _matches_per_candidate(deployment: Deployment) -> dict[str, int]:
+    rows = deployment.warehouse.fetch_all(
+        "select candidate_id, count(*) from analytics.matches group by candidate_id"
+    )
+    return dict(rows)
+
+
+def test_chaos_a_killed_run_worker_and_a_killed_daemon_lose_and_double_nothing(
+    deployment: Deployment, settled: set[str]
+):
+    wait_for("the first matches", lambda: deployment.latest_materialization("matches"), 300)
+    wait_for(
+        "the runs in progress to finish",
+        lambda: not any(r["status"] in IN_PROGRESS for r in deployment.runs()),
+        300,
+    )
+    arrivals, _ = generate(210, 0, seed=7)
+    new_candidates = {record["candidate_id"] for record in arrivals[205:]}
+    dropped_at = time.time()
+    landing = deployment.root / ".data" / "landing" / "candidates"
+    write_records(landing / "chaos-1.jsonl", arrivals[205:], CANDIDATE_SPEC)
+
+    # 1. The run worker of the dbt run of normalized_candidates is killed while dbt runs.
+    killed_run, worker, processes = wait_for(
+        "a started run of normalized_candidates running dbt",
+        lambda: _started_run_of(deployment, "normalized_candidates", dropped_at, "dbt"),
+        300,
+        interval=0.3,
+    )
+    worker.kill()
+    failed = wait_for(
+        "the killed worker's run to be marked failed",
+        lambda: (run := deployment.run(killed_run["runId"]))["status"] not in IN_PROGRESS and run,
+        120,
+    )
+    assert failed["status"] == "FAILURE"
+    # Its step processes and dbt were stopped before the run was marked failed.
+    assert not [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    # 2. The daemon is killed while a later run of the pipeline runs, then started again.
+    wait_for(
+        "a started run of candidate_vectors",
+        lambda: _started_run_of(deployment, "candidate_vectors", dropped_at, "multiprocessing"),
+        300,
+        interval=0.3,
+    )
+    daemon = deployment.services["daemon"].process
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(30)
+    start_daemon(deployment)
+
+    def all_matched() -> bool:
+        deployment.assert_running()
+        runs = deployment.runs(createdAfter=dropped_at)
+        return not any(r["status"] in IN_PROGRESS for r in runs) and new_candidates <= set(
+            _matches_per_candidate(deployment)
+        )
+
+    wait_for("the new candidates' matches after the faults", all_matched, 600, interval=2)
+    print(f"\nlanded file -> matched through both faults after {time.time() - dropped_at:.0f} s")
+
+    # Every asset was built exactly once for the one change.
+    builds = {
+        asset: len(deployment.materializations_after(asset, dropped_at))
+        for asset in deployment.asset_tags()
+    }
+    assert {asset: builds[asset] for asset in TALENT_PIPELINE} == dict.fromkeys(TALENT_PIPELINE, 1)
+    assert not {asset: count for asset, count in builds.items() if count > 1}
+    # No run stays in progress; the only failure is the killed worker's run.
+    runs = deployment.runs(createdAfter=dropped_at)
+    assert not [r for r in runs if r["status"] in IN_PROGRESS]
+    assert {r["runId"] for r in runs if r["status"] != "SUCCESS"} == {killed_run["runId"]}
+    # No row lost or doubled: each candidate keeps its top_k jobs, each pair once.
+    (jobs,) = deployment.warehouse.fetch_all("select count(*) from analytics.normalized_jobs")[0]
+    candidates = {
+        candidate
+        for (candidate,) in deployment.warehouse.fetch_all(
+            "select candidate_id from analytics.normalized_candidates"
+        )
+    }
+    per_candidate = _matches_per_candidate(deployment)
+    assert set(per_candidate) == candidates
+    assert set(per_candidate.values()) == {min(TOP_K, jobs)}
+    assert deployment.warehouse.fetch_all(
+        "select count(*) from (select distinct candidate_id, job_id from analytics.matches) pairs"
+    ) == [(len(candidates) * min(TOP_K, jobs),)]
