@@ -6,7 +6,6 @@ selects PostgreSQL from the `POSTGRES_*` variables, anything else the DuckDB fil
 """
 
 import csv
-import io
 import os
 import tempfile
 import time
@@ -297,22 +296,21 @@ class Session:
         DuckDB's `read_csv` of a temporary file. Both read an empty field as NULL, so an empty
         string is stored as NULL too.
         """
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        written = 0
-        for row in rows:
-            writer.writerow(row)
-            written += 1
-        if not written:
-            return 0
         names = ", ".join(column_names)
-        buffer.seek(0)
-        if self.warehouse.kind == "postgres":
-            self._cursor.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", buffer)
-            return written
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8") as staged:
-            staged.write(buffer.getvalue())
+        # A temporary file, not a string: the rows are not held twice in memory.
+        with tempfile.NamedTemporaryFile("w+", suffix=".csv", encoding="utf-8", newline="") as staged:
+            writer = csv.writer(staged, lineterminator="\n")
+            written = 0
+            for row in rows:
+                writer.writerow(row)
+                written += 1
+            if not written:
+                return 0
             staged.flush()
+            if self.warehouse.kind == "postgres":
+                staged.seek(0)
+                self._cursor.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", staged)
+                return written
             columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(column_names))) + "}"
             self.execute(
                 f"insert into {table} ({names}) select * from read_csv(?, header = false, "

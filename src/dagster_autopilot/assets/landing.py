@@ -5,13 +5,14 @@ Two halves share the work, and neither needs the other's state:
 The ledger (`autopilot_arrivals`, in the warehouse) makes ingestion exactly-once. It has one row per
 file content (sha256) and target table, with the file's status: `loading` (and the last line
 committed so far), `landed`, or `rejected` (with the reason). A file sent again, a cursor reset, a
-manual run or two runs requested for the same file find it ledgered and skip it. A file is landed
-in chunks of `BATCH_ROWS` rows, each chunk committed with the ledger's progress in the same
-transaction, so a crash after chunk k resumes at chunk k+1 and stores nothing twice. New rows go
-through a staging table and the database's bulk loader, and an anti-join against the stored rows
-drops records already stored, so no Python set of every stored row is built. The DuckDB file
-allows one writing process at a time: a landing gives the file up every `LOCK_HOLD_SECONDS` at a
-chunk boundary, so dbt and the other steps wait seconds, not the length of a big file.
+manual run or two runs requested for the same file find it ledgered and skip it. Files are landed
+`BATCH_ROWS` rows at a time (one chunk of a big file, or many small files), each commit carrying
+the ledger rows of its files, so a crash after chunk k resumes at chunk k+1 and stores nothing
+twice. New rows go through a staging table and the database's bulk loader (PostgreSQL's `COPY`,
+DuckDB's `read_csv`), and one anti-join against the stored rows drops records already stored, so
+no Python set of every stored row is built. The DuckDB file allows one writing process at a time:
+a landing holds it only while it writes a chunk, and closes it while it reads the next, so dbt and
+the other steps wait seconds (their connections wait for the lock), not the length of a big file.
 
 A file that cannot be read at all (`UnreadableFileError`: bad header, not UTF-8...) is a unit of
 its own: it is ledgered as `rejected` with the reason, shows in the quarantine table (line 0) and in
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dagster_autopilot.records import Batch, RecordSpec, UnreadableFileError, iter_batches
-from dagster_autopilot.warehouse import DUCKDB_LOCK_POLL_SECONDS, Column, Session, Warehouse
+from dagster_autopilot.warehouse import Column, Session, Warehouse
 
 LEDGER_TABLE = "autopilot_arrivals"
 LEDGER_COLUMNS: list[Column] = [
@@ -70,8 +71,6 @@ LANDING_SUFFIXES = (".csv", ".jsonl")
 LOADING, LANDED, REJECTED = "loading", "landed", "rejected"
 # Rows read, validated and committed at a time: bounds memory and the transaction's length.
 BATCH_ROWS = 25_000
-# A landing gives the DuckDB file up at the first chunk boundary after this long.
-LOCK_HOLD_SECONDS = 5.0
 # File clocks can lag the system clock by a tick (ext4) or round to seconds (network shares).
 CLOCK_MARGIN_NS = 1_000_000_000
 # A failed landing run is requested again after 30 s, 60 s, ... at most every 15 minutes.
@@ -201,28 +200,26 @@ def raw_columns(spec: RecordSpec) -> list[Column]:
 
 
 class _LockLease:
-    """A warehouse session that is given up at a commit once held `LOCK_HOLD_SECONDS`, and taken
-    again on next use, so another process waiting for the DuckDB file gets its turn."""
+    """A warehouse session opened when needed. On DuckDB each commit also closes it: the file is
+    free while the next chunk is read, so another process waiting for it gets its turn, and the
+    database's caches go with the connection, which bounds the landing's memory."""
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
         self._stack: ExitStack | None = None
         self._session: Session | None = None
-        self._since = 0.0
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._stack = ExitStack()
             self._session = self._stack.enter_context(self.warehouse.connect())
-            self._since = time.monotonic()
         return self._session
 
     def commit(self) -> None:
         self.session.commit()
-        if self.warehouse.kind == "duckdb" and time.monotonic() - self._since > LOCK_HOLD_SECONDS:
+        if self.warehouse.kind == "duckdb":
             self.close()
-            time.sleep(DUCKDB_LOCK_POLL_SECONDS * 1.5)
 
     def close(self, error: BaseException | None = None) -> None:
         if self._stack is not None:
@@ -255,6 +252,7 @@ def ingest(
         _create_tables(lease.session, table, spec)
         lease.commit()
         ledger = _ledger(lease.session, table)
+        lease.commit()  # the files are read and hashed with the warehouse free
         group = _Group(table, spec)
         for path in files:
             _read_file(lease, group, ledger, path, report, batch_rows)
