@@ -8,6 +8,7 @@ from dagster_autopilot.automation.policy import (
     AutomationPolicy,
     MaterializationPolicies,
     PolicyRule,
+    as_policy,
     resolve_policy,
 )
 
@@ -143,9 +144,18 @@ def test_guardrail_fields_and_shorthands():
         ({"quiet_hours": "22:00-25:00"}, "quiet_hours", "not a time of day"),
         ({"quiet_hours": "22:00-06:00 Mars/Olympus"}, "quiet_hours", "not a known IANA timezone"),
         ({"priority": "high"}, "priority", "valid integer"),
+        ({"backoff": {"base": "1h", "cap": "5m"}}, "backoff", "cap '5m' is shorter than base '1h'"),
+        ({"backoff": {"base": "12h"}}, "backoff", "cap '6h' is shorter than base '12h'"),
     ],
 )
 def test_invalid_guardrails_name_the_field(fields, where, message):
     with pytest.raises(ValueError, match=message) as error:
         AutomationPolicy.model_validate(fields)
     assert where in str(error.value)
+
+
+def test_a_misspelt_shorthand_lists_the_shorthands():
+    with pytest.raises(ValueError, match="'eagre' is not a policy: expected `eager`, `lazy`, `none`"):
+        as_policy("eagre")
+    # A cap equal to its base is a constant wait.
+    assert as_policy({"backoff": {"base": "5m", "cap": "5m"}}).backoff.wait_seconds(3) == 300

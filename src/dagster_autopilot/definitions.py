@@ -9,6 +9,7 @@ from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadType,
 )
 
+from dagster_autopilot.defs_checks import check_component_tree
 from dagster_autopilot.warehouse import use_project_warehouse_by_default
 
 # `src/dagster_autopilot/defs` is a symlink to the top-level `defs/`, so `dg` finds the YAML where it
@@ -39,8 +40,14 @@ def reuse_initialized_defs(build: Callable[[], dg.Definitions]) -> dg.Definition
     return built
 
 
+def load_checked_defs() -> dg.Definitions:
+    """`dg.load_from_defs_folder`, then the checks across components (`defs_checks.py`)."""
+    tree = dg.ComponentTree.for_project(path_within_project=Path(__file__).parent)
+    built = tree.build_defs()
+    check_component_tree(tree)
+    return built
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return reuse_initialized_defs(
-        lambda: dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    )
+    return reuse_initialized_defs(load_checked_defs)

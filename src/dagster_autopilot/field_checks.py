@@ -1,9 +1,13 @@
-"""Checks for numeric component fields.
+"""Checks for component fields that `dg` cannot check by their type.
 
 `dg` accepts any scalar where a dataclass component declares a number (a template may still be
 unresolved), and Python does not check dataclass types, so `top_k: ten` would only fail deep inside
 a run. These checks fail while `dg check defs` loads the YAML, naming the field.
 """
+
+from pydantic import ValidationError
+
+from dagster_autopilot.automation.policy import as_policy
 
 
 def require_number(
@@ -23,3 +27,19 @@ def require_number(
         raise ValueError(f"{field_name}: must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{field_name}: must be at most {maximum}, got {value}")
+
+
+def require_policy(field_name: str, value: object) -> None:
+    """Raises a ValueError naming `field_name` unless `value` reads as an automation policy.
+
+    `dg` lets any string through a field that also takes a mapping (it may be a template), so a
+    misspelt shorthand such as `eagre` would otherwise fail only when the asset is built.
+    """
+    try:
+        as_policy(value)
+    except ValidationError as error:
+        problems = "; ".join(
+            ".".join([field_name, *(str(part) for part in problem["loc"])]) + f": {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ValueError(problems) from None

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dagster_autopilot.schedules import valid_cron, valid_timezone
 
@@ -97,6 +98,15 @@ class BackoffPolicy(dg.Model):
         if value is not None and value < 1:
             raise ValueError(f"must be at least 1 (or null to never pause), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _cap_is_not_below_base(self) -> "BackoffPolicy":
+        if self.cap_seconds < self.base_seconds:
+            raise ValueError(
+                f"cap '{self.cap}' is shorter than base '{self.base}': expected a cap at least as long "
+                "as the first wait"
+            )
+        return self
 
     @property
     def base_seconds(self) -> int:
@@ -237,6 +247,14 @@ def as_policy(value: PolicyInput | Mapping[str, Any]) -> "AutomationPolicy":
         return AutomationPolicy(cron=None, enabled=True)
     if isinstance(value, AutomationPolicy):
         return value
+    if not isinstance(value, Mapping):
+        # A ValidationError, as for a bad mapping, so that callers report both the same way.
+        message = (
+            f"{value!r} is not a policy: expected `eager`, `lazy`, `none`, or a mapping of policy "
+            f"fields ({', '.join(AutomationPolicy.model_fields)})"
+        )
+        error = InitErrorDetails(type=PydanticCustomError("policy", message), loc=(), input=value)
+        raise ValidationError.from_exception_data(AutomationPolicy.__name__, [error])
     return AutomationPolicy.model_validate(value)
 
 

@@ -10,6 +10,8 @@ from dagster._core.definitions.automation_condition_sensor_definition import MAX
 from dagster._core.definitions.sensor_definition import wrap_sensor_evaluation
 
 from dagster_autopilot.automation.audit import evaluate_sensor_tick
+from dagster_autopilot.field_checks import require_number
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 
 class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
@@ -59,7 +61,7 @@ def sensor_names(name: str, count: int) -> list[str]:
 
 
 @dataclass
-class AutomationSensorComponent(dg.Component, dg.Resolvable):
+class AutomationSensorComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """Declares the automation condition sensors, RUNNING from the start.
 
     Dagster's implicit `default_automation_condition_sensor` is STOPPED by default, so without this
@@ -90,11 +92,16 @@ class AutomationSensorComponent(dg.Component, dg.Resolvable):
     """Tags added to every run these sensors launch, e.g. `autopilot/dbt_project: analytics`."""
 
     def __post_init__(self) -> None:
+        require_number("minimum_interval_seconds", self.minimum_interval_seconds, minimum=1)
         if not 1 <= self.max_assets_per_sensor <= MAX_ENTITIES:
             raise ValueError(
                 f"max_assets_per_sensor: must be between 1 and {MAX_ENTITIES}, "
                 f"got {self.max_assets_per_sensor}"
             )
+
+    def asset_selections(self) -> dict[str, str]:
+        """Checked against every component's assets once all are built (`defs_checks.py`)."""
+        return {"target": self.target}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         keys = self._automated_keys(context)

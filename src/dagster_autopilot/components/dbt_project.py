@@ -1,14 +1,14 @@
 """CustomDbtComponent: a dbt project whose every asset keeps itself fresh, as the YAML says."""
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dagster as dg
 from dagster.components.resolved.model import Resolver
-from dagster_dbt import DbtProject, DbtProjectComponent
+from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
 
 from dagster_autopilot import dbt_nodes, dbt_parse_cache, dev_reload
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
@@ -19,6 +19,8 @@ from dagster_autopilot.automation.policy import (
     resolve_policy,
 )
 from dagster_autopilot.code_versions import LogicCodeVersions
+from dagster_autopilot.warehouse import ensure_warehouse_usable, use_project_warehouse_by_default
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 # Every dbt asset carries its materialization under this tag, so selections such as
 # `tag:dagster/materialization=table` follow the real config rather than folder names.
@@ -29,7 +31,7 @@ DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
 
 
 @dataclass
-class CustomDbtComponent(DbtProjectComponent):
+class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     """A dbt project whose assets refresh themselves, each by the policy of its materialization.
 
     Every asset is tagged `dagster/materialization=<seed|view|table|incremental|...>`. By default
@@ -61,6 +63,14 @@ class CustomDbtComponent(DbtProjectComponent):
     reload_on_save: bool = True
     """In `dg dev`, reload the code location when a file of the dbt project is saved, so an edit
     reaches the automation without a manual "Reload definitions"."""
+
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "CustomDbtComponent":
+        # dbt's profile reads the DuckDB path from the environment. Every `dg` command that loads
+        # this component (`dg utils refresh-defs-state` among them, which does not import
+        # definitions.py) gets the project's default warehouse unless the variable is set.
+        use_project_warehouse_by_default(context.project_root)
+        return super().load(attributes, context)
 
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
@@ -140,6 +150,12 @@ class CustomDbtComponent(DbtProjectComponent):
                 warm_up=dbt_parse_cache.warm_up if refresh else None,
             )
         return defs
+
+    def execute(self, context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+        # dbt retries every error opening the warehouse, a damaged file's too, for minutes: fail
+        # at once with one error that names the file.
+        ensure_warehouse_usable()
+        yield from super().execute(context, dbt)
 
     def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:
         args = super().get_cli_args(context)

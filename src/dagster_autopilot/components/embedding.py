@@ -16,8 +16,10 @@ from dagster_autopilot.assets.embedding import (
 from dagster_autopilot.assets.specs import table_name
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
 from dagster_autopilot.automation.policy import PolicyInput
+from dagster_autopilot.field_checks import require_policy
 from dagster_autopilot.vectors import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 
 class EmbedderConfig(dg.Model):
@@ -45,7 +47,7 @@ class EmbedderConfig(dg.Model):
 
 
 @dataclass
-class EmbeddingComponent(dg.Component, dg.Resolvable):
+class EmbeddingComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """Embeds a text column of a warehouse table into a vectors table, incrementally.
 
     Only records whose content hash is new or changed are embedded; vectors of records that left
@@ -76,6 +78,13 @@ class EmbeddingComponent(dg.Component, dg.Resolvable):
 
     group_name: str | None = None
     """Asset group shown in the UI."""
+
+    def __post_init__(self) -> None:
+        require_policy("automation", self.automation)
+
+    def referenced_assets(self) -> dict[str, str]:
+        """Checked against every component's assets once all are built (`defs_checks.py`)."""
+        return {"source": self.source}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         embedder = self.embedder.build()

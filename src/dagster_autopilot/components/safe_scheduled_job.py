@@ -6,10 +6,11 @@ import dagster as dg
 
 from dagster_autopilot.run_guard import find_blocking_run
 from dagster_autopilot.schedules import valid_cron, valid_timezone
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 
 @dataclass
-class SafeScheduledJobComponent(dg.Component, dg.Resolvable):
+class SafeScheduledJobComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """An asset job and its schedule `<job_name>_schedule`, which skips a tick instead of overlapping.
 
     A tick is skipped, with the blocking run's id in the skip reason, while a run of this job is
@@ -38,6 +39,10 @@ class SafeScheduledJobComponent(dg.Component, dg.Resolvable):
                 check(getattr(self, field_name))
             except ValueError as error:
                 raise ValueError(f"{field_name}: {error}") from None
+
+    def asset_selections(self) -> dict[str, str]:
+        """Checked against every component's assets once all are built (`defs_checks.py`)."""
+        return {"asset_selection": self.asset_selection}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         job = dg.define_asset_job(

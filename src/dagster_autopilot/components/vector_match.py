@@ -11,12 +11,13 @@ from dagster_autopilot.assets.matching import MatchSides, match_incrementally
 from dagster_autopilot.assets.specs import table_name
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.field_checks import require_number
+from dagster_autopilot.field_checks import require_number, require_policy
 from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 
 @dataclass
-class VectorMatchComponent(dg.Component, dg.Resolvable):
+class VectorMatchComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """Matches every vector of `candidates` with its `top_k` most similar vectors of `jobs`.
 
     Scores are exact cosine similarities. Only new or changed candidates are matched against all
@@ -60,6 +61,11 @@ class VectorMatchComponent(dg.Component, dg.Resolvable):
         # A cosine similarity lies in [-1, 1].
         require_number("min_score", self.min_score, integer=False, minimum=-1.0, maximum=1.0)
         require_number("preview_rows", self.preview_rows, minimum=0)
+        require_policy("automation", self.automation)
+
+    def referenced_assets(self) -> dict[str, str]:
+        """Checked against every component's assets once all are built (`defs_checks.py`)."""
+        return {"candidates": self.candidates, "jobs": self.jobs}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         sides = MatchSides(
