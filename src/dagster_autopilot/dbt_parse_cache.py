@@ -30,10 +30,19 @@ FINGERPRINT_FILE = "parse_fingerprint"
 REFRESHING_FILE = "refreshing"
 
 
+def _is_source_name(name: str) -> bool:
+    return name not in _DERIVED and not name.startswith(".")
+
+
+def is_source_path(root: Path, path: Path) -> bool:
+    """Whether `path`, inside the dbt project at `root`, is one a parse reads (see `source_files`)."""
+    return all(_is_source_name(part) for part in path.relative_to(root).parts)
+
+
 def source_files(directory: Path) -> Iterable[Path]:
     """The files of a dbt project a parse reads, in a stable order: not build output or dotfiles."""
     for entry in sorted(directory.iterdir()):
-        if entry.name in _DERIVED or entry.name.startswith("."):
+        if not _is_source_name(entry.name):
             continue
         if entry.is_dir():
             yield from source_files(entry)
@@ -184,13 +193,9 @@ def wait_for_refresh(state_path: Path, timeout: float = 300) -> None:
 
 
 def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 def _copy_ignore(destination: Path) -> Callable[[str, list[str]], set[str]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import watchfiles
 
-from dagster_autopilot.dbt_parse_cache import _DERIVED, source_files
+from dagster_autopilot.dbt_parse_cache import is_source_path, source_files
 
 logger = logging.getLogger("dagster_autopilot.dev_reload")
 
@@ -106,8 +106,7 @@ def _parse_input_filter(directories: list[Path]) -> Callable[[watchfiles.Change,
         changed = Path(path)
         for directory in directories:
             if changed.is_relative_to(directory):
-                parts = changed.relative_to(directory).parts
-                return not any(part in _DERIVED or part.startswith(".") for part in parts)
+                return is_source_path(directory, changed)
         return False
 
     return is_parse_input
