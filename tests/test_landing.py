@@ -239,6 +239,21 @@ def test_the_arrivals_sensor_requests_each_new_file_once(arrivals):
     assert sensor.tick() + sensor.tick() == [], "a rewrite with the same bytes is not new"
 
 
+def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals):
+    sensor, folder = arrivals
+    candidates, _ = generate(3, 0, seed=16)
+    write_records(folder / "good.jsonl", candidates, CANDIDATE_SPEC)
+    (folder / "bad.csv").write_text("candidate_id,full_name\nc1,Ann\n")
+    [request] = sensor.tick() + sensor.tick()
+    result = sensor.run(request)
+    assert result.success
+    [materialization] = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["files_rejected"].value == 1
+    assert "bad.csv" in metadata["rejected_files"].value
+    assert ledger(Warehouse.from_env(), "good.jsonl") == [("landed", None, 3, 3, 0)]
+
+
 @pytest.mark.parametrize(
     ("name", "complete", "cut_at"),
     [
