@@ -71,6 +71,8 @@ LANDING_SUFFIXES = (".csv", ".jsonl")
 LOADING, LANDED, REJECTED = "loading", "landed", "rejected"
 # Rows read, validated and committed at a time: bounds memory and the transaction's length.
 BATCH_ROWS = 25_000
+# DuckDB's memory while landing a chunk (its default is 80% of the machine's memory).
+DUCKDB_MEMORY_LIMIT = "128MB"
 # File clocks can lag the system clock by a tick (ext4) or round to seconds (network shares).
 CLOCK_MARGIN_NS = 1_000_000_000
 # A failed landing run is requested again after 30 s, 60 s, ... at most every 15 minutes.
@@ -214,6 +216,11 @@ class _LockLease:
         if self._session is None:
             self._stack = ExitStack()
             self._session = self._stack.enter_context(self.warehouse.connect())
+            if self.warehouse.kind == "duckdb":
+                # A chunk needs little: cap DuckDB's caches (it spills to disk beyond), and let
+                # it write rows in any order (the order lives in line_number).
+                self._session.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+                self._session.execute("set preserve_insertion_order = false")
         return self._session
 
     def commit(self) -> None:
@@ -470,16 +477,22 @@ class _Group:
         session.execute(f"create temporary table if not exists {staging} ({body})")
         session.execute(f"delete from {staging}")
         session.bulk_insert(staging, [name for name, _ in self.staged_columns], self.records)
-        fresh = f"{self.table}_fresh"
+        fresh, stored_before = f"{self.table}_fresh", f"{self.table}_stored"
         session.execute(f"drop table if exists {fresh}")
-        key = f"{self.spec.id_column}, record_hash"
+        session.execute(f"drop table if exists {stored_before}")
+        key, id_column = f"{self.spec.id_column}, record_hash", self.spec.id_column
+        # The stored rows of the staged ids first: a semi-join whose hash table is the chunk's ids,
+        # not the whole stored table, so memory does not grow with the table.
+        session.execute(
+            f"create temporary table {stored_before} as select {key} from {self.table}"
+            f" where {id_column} in (select {id_column} from {staging})"
+        )
         # The first of each record in this group, unless an earlier file or chunk stored it.
         session.execute(
             f"create temporary table {fresh} as select * from ("
             f" select s.*, row_number() over (partition by {key} order by row_order) as copy"
-            f" from {staging} s) s where copy = 1 and not exists (select 1 from {self.table} t"
-            f" where t.{self.spec.id_column} = s.{self.spec.id_column}"
-            " and t.record_hash = s.record_hash)"
+            f" from {staging} s) s where copy = 1 and not exists (select 1 from {stored_before} t"
+            f" where t.{id_column} = s.{id_column} and t.record_hash = s.record_hash)"
         )
         stored = ", ".join(name for name, _ in raw_columns(self.spec))
         values = ", ".join(f"f.{name}" for name in self.spec.columns)
