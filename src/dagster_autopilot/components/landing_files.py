@@ -12,13 +12,14 @@ from dagster.components.resolved.model import Resolver
 from dagster_autopilot.assets import landing
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.field_checks import require_number
+from dagster_autopilot.field_checks import require_number, require_policy
 from dagster_autopilot.records import RecordSpec
 from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.yaml_schema import ClearSchemaErrors
 
 
 @dataclass
-class LandingFilesComponent(dg.Component, dg.Resolvable):
+class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """A raw-table asset fed by CSV or JSONL files, and a sensor that requests it when files land.
 
     The sensor requests one run for the files that settled since its last look, and again after
@@ -87,6 +88,7 @@ class LandingFilesComponent(dg.Component, dg.Resolvable):
         require_number("max_text_chars", self.max_text_chars, minimum=1)
         require_number("sensor_interval_seconds", self.sensor_interval_seconds, minimum=1)
         require_number("settle_seconds", self.settle_seconds, minimum=0)
+        require_policy("automation", self.automation)
 
     @property
     def record_spec(self) -> RecordSpec:
