@@ -219,6 +219,7 @@ def test_chaos_a_killed_run_worker_and_a_killed_daemon_lose_and_double_nothing(
         300,
         interval=0.3,
     )
+    killed_at = time.time()
     worker.kill()
     failed = wait_for(
         "the killed worker's run to be marked failed",
@@ -258,6 +259,13 @@ def test_chaos_a_killed_run_worker_and_a_killed_daemon_lose_and_double_nothing(
     }
     assert {asset: builds[asset] for asset in TALENT_PIPELINE} == dict.fromkeys(TALENT_PIPELINE, 1)
     assert not {asset: count for asset, count in builds.items() if count > 1}
+    # Nothing of the killed worker's run wrote after the kill: its steps did not outlive it.
+    assert not {
+        asset
+        for asset in builds
+        for materialization in deployment.materializations_after(asset, killed_at)
+        if materialization["runId"] == killed_run["runId"]
+    }
     # No run stays in progress; the only failure is the killed worker's run.
     runs = deployment.runs(createdAfter=dropped_at)
     assert not [r for r in runs if r["status"] in IN_PROGRESS]
