@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -238,3 +239,23 @@ class AnalyticsTicker(Ticker):
     depend on what other components of the project automate."""
 
     selection: frozenset[str] | None = ANALYTICS_ASSETS
+
+
+def start_dg_check_defs(root: Path) -> subprocess.Popen:
+    """Starts the real `dg check defs` of this environment on the copy at `root`, as CI would."""
+    env = {
+        **os.environ,
+        "AUTOPILOT_DUCKDB_PATH": str(root / "w.duckdb"),
+        "NO_COLOR": "1",
+        # The copy's own package first, so its `defs` symlink leads to the copy's YAML.
+        "PYTHONPATH": str(root / "src"),
+    }
+    env.pop("DAGSTER_IS_DEV_CLI", None)
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

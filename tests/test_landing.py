@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from harness import start_dg_check_defs
 
 from dagster_autopilot.assets import landing
 from dagster_autopilot.records import QUARANTINE_REASONS
@@ -419,25 +420,6 @@ def test_a_warehouse_locked_by_another_process_is_usable(tmp_path: Path):
 # --- Bad landing configuration fails `dg check defs`, naming the file and the field. ---
 
 TALENT_YAML = Path("defs") / "talent" / "defs.yaml"
-
-
-def start_dg_check_defs(root: Path) -> subprocess.Popen:
-    dg_command = Path(sys.executable).parent / "dg"
-    env = {
-        **os.environ,
-        "AUTOPILOT_DUCKDB_PATH": str(root / "w.duckdb"),
-        "NO_COLOR": "1",
-        "PYTHONPATH": str(root / "src"),
-    }
-    env.pop("DAGSTER_IS_DEV_CLI", None)
-    return subprocess.Popen(
-        [str(dg_command), "check", "defs"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 BAD_LANDING_CONFIG = {

@@ -1,11 +1,9 @@
 """Bad configuration fails `dg check defs` with the file and the field, and changes nothing."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from harness import REPO_ROOT, copy_project
+from harness import copy_project, start_dg_check_defs
 
 ANALYTICS_YAML = Path("defs") / "analytics" / "defs.yaml"
 TALENT_YAML = Path("defs") / "talent" / "defs.yaml"
@@ -140,27 +138,6 @@ PRINTED_BY_DG_ALONE = {
     "unclosed-quote": "dg reports a YAML syntax error at the scanner's problem mark, before any "
     "project code runs",
 }
-
-
-def start_dg_check_defs(root: Path) -> subprocess.Popen:
-    # Runs the real `dg` from this environment on the copy, as a user would in CI.
-    dg = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "dg"
-    env = {
-        **os.environ,
-        "AUTOPILOT_DUCKDB_PATH": str(root / "w.duckdb"),
-        "NO_COLOR": "1",
-        # The copy's own package first, so its `defs` symlink leads to the copy's YAML.
-        "PYTHONPATH": str(root / "src"),
-    }
-    env.pop("DAGSTER_IS_DEV_CLI", None)
-    return subprocess.Popen(
-        [str(dg), "check", "defs"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
