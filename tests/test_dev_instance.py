@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -122,6 +123,39 @@ def _wait_for(what: str, probe, timeout: float, process: subprocess.Popen, log: 
         time.sleep(0.3)
 
 
+# The SQLite databases of a DAGSTER_HOME, and the table dagster creates in each after stamping its
+# schema version (none for the event log's index).
+_STORAGE_DATABASES = {
+    "history/runs.db": "instance_info",
+    "history/runs/index.db": None,
+    "schedules/schedules.db": None,
+}
+
+
+def _storage_ready(home: Path) -> bool:
+    """Whether dg dev's services have finished creating the storage of `home`. Opening it earlier
+    races them: both sides find no tables and both create them ("table runs already exists")."""
+    for database, last_table in _STORAGE_DATABASES.items():
+        path = home / database
+        if not path.exists():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                if not db.execute("select count(*) from alembic_version").fetchone()[0]:
+                    return False
+                if (
+                    last_table
+                    and not db.execute(
+                        "select count(*) from sqlite_master where type = 'table' and name = ?",
+                        (last_table,),
+                    ).fetchone()[0]
+                ):
+                    return False
+        except sqlite3.Error:  # no alembic_version table yet, or the file is being written
+            return False
+    return True
+
+
 def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int:
     """The pid the run worker reports when it starts, whichever launcher started it."""
     events = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
@@ -146,12 +180,12 @@ def _worker_running(instance: dg.DagsterInstance, command: str):
 def test_dg_dev_fails_the_run_of_a_killed_worker_and_stops_its_steps(dg_dev):
     root, process, log = dg_dev
     home = _wait_for(
-        "dg dev's temporary DAGSTER_HOME",
-        lambda: next(root.glob(".tmp_dagster_home_*/history/runs.db"), None),
+        "dg dev's temporary DAGSTER_HOME, its storage created",
+        lambda: next((home for home in root.glob(".tmp_dagster_home_*") if _storage_ready(home)), None),
         120,
         process,
         log,
-    ).parent.parent
+    )
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(root))) as dev:
         # The automation sensor's first run builds the seeds and views with dbt.
         run, worker, processes = _wait_for(
