@@ -46,8 +46,8 @@ def write_big_csv(path: Path, rows: int) -> None:
 
 def land_in_child(csv_path: Path) -> dict:
     """Runs in the child: lands the file and prints what it did as JSON."""
-    from dagster_autopilot.assets import landing
-    from dagster_autopilot.warehouse import Warehouse
+    from dagster_autopilot.pipelines import landing
+    from dagster_autopilot.warehouse.connection import Warehouse
 
     started = time.perf_counter()
     report = landing.ingest(Warehouse.from_env(), "raw_candidates", CANDIDATE_SPEC, [csv_path])

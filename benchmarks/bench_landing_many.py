@@ -23,9 +23,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 
-from dagster_autopilot.assets import landing
+from dagster_autopilot.pipelines import landing
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC
-from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.warehouse.connection import Warehouse
 
 TICKS_PER_HOUR = 360
 

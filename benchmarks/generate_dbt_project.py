@@ -305,7 +305,7 @@ code_location_target_module = "bench_project.definitions"
 """
 
 DEFINITIONS_PY = '''\
-"""Entry point `dg` loads: every component under `defs/`, as `dagster_autopilot.definitions`."""
+"""Entry point `dg` loads: every component under `defs/`, as `autopilot_deployment.definitions`."""
 
 import os
 from pathlib import Path

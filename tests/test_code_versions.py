@@ -1,6 +1,6 @@
 """Logic code versions: comments and layout change nothing, macros reach their users."""
 
-from dagster_autopilot.code_versions import LogicCodeVersions, normalize_sql
+from dagster_autopilot.dbt.code_versions import LogicCodeVersions, normalize_sql
 
 
 def test_comments_and_whitespace_are_not_logic():

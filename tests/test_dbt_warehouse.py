@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 from harness import copy_project, load_defs
 
-from dagster_autopilot.warehouse import DUCKDB_PATH_ENV
+from dagster_autopilot.warehouse.connection import DUCKDB_PATH_ENV
 
 
 def test_a_truncated_warehouse_fails_the_dbt_step_naming_the_file(tmp_path, monkeypatch):

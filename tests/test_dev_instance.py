@@ -23,7 +23,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from harness import REPO_ROOT, copy_project
 
-from dagster_autopilot.run_launcher import WORKER_PID_TAG, PreloadedRunLauncher
+from dagster_autopilot.runs.launcher import WORKER_PID_TAG, PreloadedRunLauncher
 
 # Run monitoring must fail a run whose worker is gone within this long.
 DEAD_WORKER_DEADLINE_SECONDS = 120

@@ -15,8 +15,8 @@ import pytest
 from harness import copy_project
 from watchfiles import Change
 
-from dagster_autopilot import dev_reload
-from dagster_autopilot.dbt_parse_cache import project_fingerprint
+from dagster_autopilot.dbt import dev_reload
+from dagster_autopilot.dbt.parse_cache import project_fingerprint
 
 
 class _FakeWebserver(BaseHTTPRequestHandler):
@@ -191,7 +191,7 @@ def test_webserver_url_defaults_to_dg_devs_port(monkeypatch: pytest.MonkeyPatch)
 
 def test_webserver_url_reads_the_dg_dev_command_of_an_ancestor(tmp_path: Path):
     # An ancestor started as `... dev -p 3222` (as `dg dev -p 3222` is) runs the code server.
-    code_server = "from dagster_autopilot import dev_reload; print(dev_reload.webserver_url())"
+    code_server = "from dagster_autopilot.dbt import dev_reload; print(dev_reload.webserver_url())"
     dg_dev = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code_server!r}])"
     env = {k: v for k, v in os.environ.items() if k != dev_reload.WEBSERVER_URL_ENV}
     printed = subprocess.run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import REPO_ROOT, copy_project
 
-from dagster_autopilot.warehouse import DUCKDB_PATH_ENV
+from dagster_autopilot.warehouse.connection import DUCKDB_PATH_ENV
 
 
 def test_refresh_defs_state_works_without_a_warehouse_variable(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from harness import build_everything_with_dbt
 
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, JOB_SPEC, generate, write_records
-from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.warehouse.connection import Warehouse
 
 # Measured 0.876 on this data; the floor fails when matching degrades to titles alone (0.64) or
 # loses most of its text, and leaves room for small changes to the normalization or the embedder.

@@ -18,10 +18,10 @@ import dagster as dg
 import pytest
 from harness import start_dg_check_defs
 
-from dagster_autopilot.assets import landing
+from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import QUARANTINE_REASONS
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
-from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.warehouse.connection import Warehouse
 
 TABLE = "raw_candidates"
 CSV_HEADER = "candidate_id,full_name,title,location,skills,summary,years_experience"
@@ -367,7 +367,7 @@ def test_a_failed_landing_run_is_requested_again_after_a_backoff(
 
 
 def test_a_truncated_duckdb_warehouse_fails_fast_naming_the_file(tmp_path: Path, monkeypatch):
-    from dagster_autopilot.warehouse import (
+    from dagster_autopilot.warehouse.connection import (
         WarehouseUnusableError,
         check_duckdb_file,
         ensure_warehouse_usable,
@@ -395,7 +395,7 @@ def test_a_truncated_duckdb_warehouse_fails_fast_naming_the_file(tmp_path: Path,
 
 
 def test_a_warehouse_locked_by_another_process_is_usable(tmp_path: Path):
-    from dagster_autopilot.warehouse import check_duckdb_file
+    from dagster_autopilot.warehouse.connection import check_duckdb_file
 
     path = tmp_path / "busy.duckdb"
     holder = subprocess.Popen(

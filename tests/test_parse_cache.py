@@ -9,8 +9,8 @@ import pytest
 from dagster_dbt import DbtProject
 from harness import copy_project, load_defs
 
-from dagster_autopilot import dbt_parse_cache
-from dagster_autopilot.dbt_parse_cache import project_fingerprint
+from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
+from dagster_autopilot.dbt.parse_cache import project_fingerprint
 
 
 def _manifest(root: Path) -> Path:

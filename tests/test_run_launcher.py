@@ -16,7 +16,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
-from dagster_autopilot.run_launcher import (
+from dagster_autopilot.runs.launcher import (
     RUN_ID_ENV,
     WORKER_PID_TAG,
     WORKER_STARTED_TAG,
@@ -27,7 +27,7 @@ TESTS = Path(__file__).parent
 JOBS_MODULE = "launcher_jobs"
 DAGSTER_YAML = f"""
 run_launcher:
-  module: dagster_autopilot.run_launcher
+  module: dagster_autopilot.runs.launcher
   class: PreloadedRunLauncher
   config:
     preload_modules: [{JOBS_MODULE}]

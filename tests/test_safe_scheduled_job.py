@@ -17,7 +17,7 @@ JOB = "hourly_dbt_tables_job"
 def _origin_of(job_name: str) -> RemoteJobOrigin:
     # Run storage only accepts a queued run that says where it came from, as a launched run does.
     location = InProcessCodeLocationOrigin(
-        loadable_target_origin=LoadableTargetOrigin(module_name="dagster_autopilot.definitions")
+        loadable_target_origin=LoadableTargetOrigin(module_name="autopilot_deployment.definitions")
     )
     return RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from dagster_autopilot.assets import embedding, matching
+from dagster_autopilot.pipelines import embedding, matching
 from dagster_autopilot.samples.talent import generate
 from dagster_autopilot.vectors import HashingEmbedder
-from dagster_autopilot.warehouse import Session, Warehouse
+from dagster_autopilot.warehouse.connection import Session, Warehouse
 
 CANDIDATES = embedding.EmbeddingSource("normalized_candidates", "candidate_id", "text", "hash")
 JOBS = embedding.EmbeddingSource("normalized_jobs", "job_id", "text", "hash")

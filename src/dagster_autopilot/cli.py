@@ -57,9 +57,9 @@ def estimate_cost(
     import json
     from dataclasses import asdict
 
-    from dagster_autopilot.assets.embedding import EMBEDDING_METADATA, estimate_pending_cost
     from dagster_autopilot.components.embedding import EmbedderConfig
-    from dagster_autopilot.warehouse import Warehouse, use_project_warehouse_by_default
+    from dagster_autopilot.pipelines.embedding import EMBEDDING_METADATA, estimate_pending_cost
+    from dagster_autopilot.warehouse.connection import Warehouse, use_project_warehouse_by_default
 
     root = project_root.resolve()
     use_project_warehouse_by_default(root)

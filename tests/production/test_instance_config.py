@@ -15,7 +15,7 @@ from dagster_postgres.storage import DagsterPostgresStorage
 from dagster_postgres.utils import pg_url_from_config
 from harness import REPO_ROOT
 
-from dagster_autopilot.run_launcher import PreloadedRunLauncher
+from dagster_autopilot.runs.launcher import PreloadedRunLauncher
 
 DAGSTER_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 SECRET_ENV = {

@@ -8,7 +8,7 @@ from test_landing import (  # noqa: F401 (collected here, on PostgreSQL)
     test_each_file_and_record_is_landed_once_and_bad_rows_are_counted,
 )
 
-from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.warehouse.connection import Warehouse
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 from harness import build_everything_with_dbt
 
-from dagster_autopilot.assets.landing import LEDGER_COLUMNS, LEDGER_TABLE
-from dagster_autopilot.warehouse import Warehouse
+from dagster_autopilot.pipelines.landing import LEDGER_COLUMNS, LEDGER_TABLE
+from dagster_autopilot.warehouse.connection import Warehouse
 
 
 def test_all_assets_materialize_and_checks_pass_on_postgres(

@@ -19,7 +19,7 @@ from deployment import (
     wait_for,
 )
 
-from dagster_autopilot.run_launcher import WORKER_PID_TAG
+from dagster_autopilot.runs.launcher import WORKER_PID_TAG
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
 
 # The run tag `deploy/dagster.yaml` limits to one run at a time per value (per dbt project).

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dagster_autopilot.schedules import valid_cron, valid_timezone
+from dagster_autopilot.automation.cron import valid_cron, valid_timezone
 
 # The dbt materializations a policy can be declared for. Anything else in the YAML is a typo.
 DBT_MATERIALIZATIONS = (

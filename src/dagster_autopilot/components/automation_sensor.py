@@ -10,8 +10,8 @@ from dagster._core.definitions.automation_condition_sensor_definition import MAX
 from dagster._core.definitions.sensor_definition import wrap_sensor_evaluation
 
 from dagster_autopilot.automation.audit import evaluate_sensor_tick
-from dagster_autopilot.field_checks import require_number
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.components.field_checks import require_number
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
 
 
 class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):

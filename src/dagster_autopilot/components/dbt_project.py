@@ -10,7 +10,6 @@ import dagster as dg
 from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
 
-from dagster_autopilot import dbt_nodes, dbt_parse_cache, dev_reload
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
@@ -18,9 +17,15 @@ from dagster_autopilot.automation.policy import (
     PolicyRule,
     resolve_policy,
 )
-from dagster_autopilot.code_versions import LogicCodeVersions
-from dagster_autopilot.warehouse import ensure_warehouse_usable, use_project_warehouse_by_default
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.dbt import dev_reload
+from dagster_autopilot.dbt import nodes as dbt_nodes
+from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
+from dagster_autopilot.dbt.code_versions import LogicCodeVersions
+from dagster_autopilot.warehouse.connection import (
+    ensure_warehouse_usable,
+    use_project_warehouse_by_default,
+)
 
 # Every dbt asset carries its materialization under this tag, so selections such as
 # `tag:dagster/materialization=table` follow the real config rather than folder names.

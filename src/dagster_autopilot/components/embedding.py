@@ -7,19 +7,18 @@ from typing import Annotated, Literal
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 
-from dagster_autopilot.assets.embedding import (
+from dagster_autopilot.automation.apply import apply_policy, with_run_tags
+from dagster_autopilot.automation.policy import PolicyInput
+from dagster_autopilot.components.field_checks import require_policy
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.pipelines.embedding import (
     EMBEDDING_METADATA,
     EmbeddingSource,
     embed_incrementally,
     embedding_plan_metadata,
 )
-from dagster_autopilot.assets.specs import table_name
-from dagster_autopilot.automation.apply import apply_policy, with_run_tags
-from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.field_checks import require_policy
 from dagster_autopilot.vectors import Embedder, HashingEmbedder, SentenceTransformerEmbedder
-from dagster_autopilot.warehouse import Warehouse
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.warehouse.connection import Warehouse, table_name
 
 
 class EmbedderConfig(dg.Model):

@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 
-from dagster_autopilot.assets import landing
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.field_checks import require_number, require_policy
+from dagster_autopilot.components.field_checks import require_number, require_policy
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import RecordSpec
-from dagster_autopilot.warehouse import Warehouse
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.warehouse.connection import Warehouse
 
 
 @dataclass
@@ -38,7 +38,7 @@ class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     - with `completion_marker: .done`, write `name.csv`, then an empty `name.csv.done`;
     - with `completion_marker: _SUCCESS`, write the files, then an empty `_SUCCESS` in the folder
       (touch it again after the next batch).
-    See `dagster_autopilot.assets.landing` for how the sensor and the ledger share the work.
+    See `dagster_autopilot.pipelines.landing` for how the sensor and the ledger share the work.
     """
 
     asset_key: str

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dagster_autopilot.run_guard import find_blocking_run
-from dagster_autopilot.schedules import valid_cron, valid_timezone
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.automation.cron import valid_cron, valid_timezone
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.runs.guard import find_blocking_run
 
 
 @dataclass

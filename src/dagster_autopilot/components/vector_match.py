@@ -7,13 +7,12 @@ from typing import Annotated
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 
-from dagster_autopilot.assets.matching import MatchSides, match_incrementally
-from dagster_autopilot.assets.specs import table_name
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.field_checks import require_number, require_policy
-from dagster_autopilot.warehouse import Warehouse
-from dagster_autopilot.yaml_schema import ClearSchemaErrors
+from dagster_autopilot.components.field_checks import require_number, require_policy
+from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.pipelines.matching import MatchSides, match_incrementally
+from dagster_autopilot.warehouse.connection import Warehouse, table_name
 
 
 @dataclass

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dagster_autopilot.records import Batch, RecordSpec, UnreadableFileError, iter_batches
-from dagster_autopilot.warehouse import Column, Session, Warehouse
+from dagster_autopilot.warehouse.connection import Column, Session, Warehouse
 
 LEDGER_TABLE = "autopilot_arrivals"
 LEDGER_COLUMNS: list[Column] = [

@@ -9,8 +9,8 @@ from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadType,
 )
 
-from dagster_autopilot.defs_checks import check_component_tree
-from dagster_autopilot.warehouse import use_project_warehouse_by_default
+from dagster_autopilot.components.checks import check_component_tree
+from dagster_autopilot.warehouse.connection import use_project_warehouse_by_default
 
 # `src/dagster_autopilot/defs` is a symlink to the top-level `defs/`, so `dg` finds the YAML where it
 # looks for it and users edit it at the top of the repository.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from dagster_autopilot.vectors import Embedder, estimate_cost, plan_embedding
-from dagster_autopilot.warehouse import Column, Session, Warehouse
+from dagster_autopilot.warehouse.connection import Column, Session, Warehouse
 
 # Records embedded per batch: bounds the memory of texts and vectors held at once.
 EMBED_BATCH_ROWS = 5_000

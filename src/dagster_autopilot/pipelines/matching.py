@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from dagster_autopilot.assets.embedding import read_vectors
+from dagster_autopilot.pipelines.embedding import read_vectors
 from dagster_autopilot.vectors import merge_top_k, plan_matches, top_k_cosine
-from dagster_autopilot.warehouse import Column, Session, Warehouse
+from dagster_autopilot.warehouse.connection import Column, Session, Warehouse
 
 MATCH_COLUMNS: list[Column] = [
     ("candidate_id", "text"),

@@ -54,10 +54,10 @@ class PreloadedRunLauncher(DefaultRunLauncher):
     Configured in `dagster.yaml`:
 
         run_launcher:
-          module: dagster_autopilot.run_launcher
+          module: dagster_autopilot.runs.launcher
           class: PreloadedRunLauncher
           config:
-            preload_modules: [dagster_autopilot.definitions]
+            preload_modules: [autopilot_deployment.definitions]
     """
 
     def __init__(

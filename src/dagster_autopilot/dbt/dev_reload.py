@@ -22,9 +22,9 @@ from pathlib import Path
 import psutil
 import watchfiles
 
-from dagster_autopilot.dbt_parse_cache import is_source_path, source_files
+from dagster_autopilot.dbt.parse_cache import is_source_path, source_files
 
-logger = logging.getLogger("dagster_autopilot.dev_reload")
+logger = logging.getLogger("dagster_autopilot.dbt.dev_reload")
 
 WEBSERVER_URL_ENV = "AUTOPILOT_WEBSERVER_URL"
 LIST_TIMEOUT_SECONDS = 30

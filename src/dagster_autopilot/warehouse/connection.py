@@ -329,3 +329,8 @@ class Session:
         self.execute("delete from autopilot_ids")
         self.insert("autopilot_ids", ["id"], [(i,) for i in ids])
         self.execute(f"delete from {table} where {column} in (select id from autopilot_ids)")
+
+
+def table_name(asset_key: str) -> str:
+    """The warehouse table of an asset: the last part of its key (`talent/matches` -> `matches`)."""
+    return asset_key.rsplit("/", 1)[-1]
