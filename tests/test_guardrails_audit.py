@@ -7,8 +7,7 @@ from dagster._core.test_utils import freeze_time
 from harness import ANALYTICS_ASSETS, MONDAY_1AM, Ticker, _stand_in_assets, run_at_clock
 from test_guardrails import with_policies
 
-from dagster_autopilot.automation.audit import evaluate_sensor_tick
-from dagster_autopilot.components.automation_sensor import AutopilotAutomationSensor
+from dagster_autopilot.automation.sensor import AutopilotAutomationSensor, evaluate_sensor_tick
 
 EXPIRED_VIEW = "stg_customers"
 MISSING = {"raw_orders", "stg_orders"}

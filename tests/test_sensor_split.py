@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 from harness import load_defs
 
-from dagster_autopilot.components.automation_sensor import AutopilotAutomationSensor
+from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 
 AUTOMATED, MANUAL = 1200, 30
 

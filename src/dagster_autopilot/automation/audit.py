@@ -9,13 +9,11 @@ import datetime
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
 from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
-from dagster._core.errors import DagsterInvalidInvocationError
 
 from dagster_autopilot.automation.apply import PRIORITY_METADATA, RUN_TAGS_METADATA
 from dagster_autopilot.automation.conditions import REASONS
@@ -211,72 +209,3 @@ def priorities_of(asset_graph, keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey,
         if value is not None:
             priorities[key] = int(value)
     return priorities
-
-
-def evaluate_sensor_tick(
-    sensor: dg.AutomationConditionSensorDefinition,
-    context: dg.SensorEvaluationContext,
-    evaluation_time: datetime.datetime | None = None,
-) -> tuple[dg.SensorResult, TickSummary]:
-    """One tick of an automation sensor, as Dagster's user-code evaluation does it, plus the audit.
-
-    Returns the sensor result (run requests tagged per run) and the tick's decisions.
-    `evaluation_time` defaults to now (tests pass a controlled clock).
-    """
-    from dagster._core.definitions.automation_tick_evaluation_context import (
-        AutomationTickEvaluationContext,
-    )
-    from dagster._daemon.asset_daemon import (
-        asset_daemon_cursor_from_instigator_serialized_cursor,
-        asset_daemon_cursor_to_instigator_serialized_cursor,
-    )
-
-    asset_graph = context.repository_def.asset_graph
-    cursor = asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
-    evaluation_context = AutomationTickEvaluationContext(
-        evaluation_id=cursor.evaluation_id,
-        instance=context.instance,
-        asset_graph=asset_graph,
-        cursor=cursor,
-        materialize_run_tags=sensor.run_tags,
-        observe_run_tags={},
-        auto_observe_asset_keys=set(),
-        asset_selection=sensor.asset_selection,
-        emit_backfills=sensor.emit_backfills,
-        default_condition=sensor.default_condition,
-        logger=context.log,
-        evaluation_time=evaluation_time,
-    )
-    if evaluation_context.total_keys > MAX_ENTITIES:
-        raise DagsterInvalidInvocationError(
-            f"Automation sensor '{sensor.name}' targets {evaluation_context.total_keys} assets or "
-            f"checks, more than the {MAX_ENTITIES} a user-code sensor may evaluate."
-        )
-    # Dagster's evaluate() keeps the per-asset results to itself; capture them on the way out.
-    evaluator = evaluation_context._evaluator
-    original_evaluate = evaluator.evaluate
-    captured: list[Sequence[AutomationResult]] = []
-
-    def evaluate_and_capture():
-        results, subsets = original_evaluate()
-        captured.append(results)
-        return results, subsets
-
-    evaluator.evaluate = evaluate_and_capture
-    run_requests, new_cursor, evaluations = evaluation_context.evaluate()
-
-    summary = TickSummary([d for r in (captured[0] if captured else []) if (d := decide(r))])
-    decisions = {decision.key: decision for decision in summary.decisions}
-    requested = {key for rr in run_requests for key in (rr.asset_selection or [])}
-    priorities = priorities_of(asset_graph, requested)
-    run_tags = run_tags_of(asset_graph, requested)
-    tagged = [tag_run_request(rr, decisions, priorities, run_tags) for rr in run_requests]
-    for decision in summary.decisions:
-        context.log.info(f"autopilot decision {json.dumps(decision.as_log_record())}")
-    context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
-    result = dg.SensorResult(
-        run_requests=tagged,
-        cursor=asset_daemon_cursor_to_instigator_serialized_cursor(new_cursor),
-        automation_condition_evaluations=evaluations,
-    )
-    return result, summary

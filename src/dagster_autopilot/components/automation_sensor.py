@@ -1,52 +1,15 @@
 """AutomationSensorComponent: the sensors that evaluate the automation conditions, on by default."""
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
-from dagster._core.definitions.sensor_definition import wrap_sensor_evaluation
 
-from dagster_autopilot.automation.audit import evaluate_sensor_tick
+from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.components.field_checks import require_number
 from dagster_autopilot.components.schema_errors import ClearSchemaErrors
-
-
-class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
-    """An automation condition sensor evaluated in the user-code server, with the audit trail.
-
-    The guardrails are custom conditions, which only a user-code sensor can evaluate. Every run it
-    requests carries `trigger=auto-materialize`, its reasons and priority (see `audit.py`), and each
-    tick logs one structured line per decision plus the tick's counters.
-    """
-
-    def __init__(self, name: str, *, target, **kwargs):
-        kwargs.pop("use_user_code_server", None)
-        super().__init__(name, target=target, use_user_code_server=True, **kwargs)
-        evaluate = functools.partial(_evaluate_audited, self)
-        # The base class wires Dagster's own evaluation; swap in the audited one.
-        self._raw_fn = evaluate
-        self._evaluation_fn = wrap_sensor_evaluation(self.name, evaluate)
-
-    def with_attributes(self, *, jobs=None, metadata=None) -> "AutopilotAutomationSensor":
-        return AutopilotAutomationSensor(
-            self.name,
-            target=self._sensor_target,
-            tags=self._tags,
-            run_tags=self._run_tags,
-            default_status=self.default_status,
-            minimum_interval_seconds=self.minimum_interval_seconds,
-            description=self.description,
-            metadata=metadata if metadata is not None else self._metadata,
-            emit_backfills=self._emit_backfills,
-        )
-
-
-def _evaluate_audited(sensor: AutopilotAutomationSensor, context: dg.SensorEvaluationContext):
-    result, _ = evaluate_sensor_tick(sensor, context)
-    return result
 
 
 def split_into_sensors(keys: Sequence[dg.AssetKey], limit: int) -> list[list[dg.AssetKey]]:
