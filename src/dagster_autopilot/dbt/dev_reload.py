@@ -6,7 +6,7 @@ the parsed state itself, and at once asks the webserver to reload every code loc
 (dagster-graphql). The parse runs while the new code server imports its modules: dbt is imported
 in this process already (warmed up in the background), so a partial `dbt parse` here costs seconds,
 where the new code server would start a `dbt` process and import dbt again. The new code server
-waits for the refresh, finds the state fresh (see `dbt_parse_cache`), and the automation sensor's
+waits for the refresh, finds the state fresh (see `parse_cache.py`), and the automation sensor's
 next tick sees the new code version.
 """
 
