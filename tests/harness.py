@@ -259,3 +259,45 @@ def start_dg_check_defs(root: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@dataclass
+class SensorTicker(Ticker):
+    """A `Ticker` that evaluates the project's shipped automation sensor as the daemon does:
+    `SensorDefinition.evaluate_tick` on a sensor context, the sensor's cursor carried from tick
+    to tick, with Dagster's clock frozen at the ticker's."""
+
+    sensor: dg.SensorDefinition | None = None
+
+    def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
+        from dagster._core.test_utils import freeze_time
+
+        self.now += advance
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            repository_def=self.defs.get_repository_def(),
+        )
+        with freeze_time(self.now):
+            data = self.sensor.evaluate_tick(context)
+        self.cursor = data.cursor
+        requested = {
+            key.to_user_string() for request in data.run_requests for key in request.asset_selection
+        }
+        self.history.append(requested)
+        return requested
+
+    def run_requested(self, keys: Iterable[str]) -> dg.ExecuteInProcessResult:
+        """Builds `keys` as the daemon would launch the sensor's request, at the ticker's clock."""
+        return run_at_clock(self, keys)
+
+
+def assets_where(defs: dg.Definitions, predicate) -> frozenset[str]:
+    """The keys of the assets whose spec satisfies `predicate`, read from loaded definitions."""
+    return frozenset(
+        spec.key.to_user_string()
+        for assets in defs.assets
+        if isinstance(assets, dg.AssetsDefinition)
+        for spec in assets.specs
+        if predicate(spec)
+    )
