@@ -5,6 +5,14 @@ import pytest
 from harness import MONDAY_1AM, Ticker, copy_project, load_defs
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "policy_field(name): the test ticks a policy whose field `name` is loaded from YAML "
+        "(test_policy_fields checks that every AutomationPolicy field has one)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Every test gets its own DuckDB file; dbt reads the path from the environment.

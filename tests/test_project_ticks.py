@@ -91,6 +91,7 @@ def test_a_new_candidate_file_reaches_the_matches_and_nothing_else(sensor_ticker
     assert not reached & (_everything(defs) - _talent(defs))
 
 
+@pytest.mark.policy_field("cron")
 def test_the_cron_tables_wait_for_their_cron_tick(sensor_ticker):
     defs = sensor_ticker.defs
     sensor_ticker.run_requested(sensor_ticker.tick())
