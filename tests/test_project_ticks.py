@@ -8,7 +8,17 @@ import datetime
 
 import dagster as dg
 import pytest
-from harness import MONDAY_1AM, SensorTicker, assets_where
+from harness import (
+    ALL_ASSETS,
+    ANALYTICS_ASSETS,
+    MONDAY_1AM,
+    SEEDS,
+    TABLES,
+    TALENT_ASSETS,
+    VIEWS,
+    SensorTicker,
+    assets_where,
+)
 
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 
@@ -105,3 +115,22 @@ def test_the_cron_tables_wait_for_their_cron_tick(sensor_ticker):
     sensor_ticker.run_requested(_on_cron(defs))
     for _ in range(3):
         assert sensor_ticker.tick() == set()
+
+
+def test_the_harness_asset_sets_are_the_ones_the_definitions_tag(project_defs):
+    # The harness names its sets once; here they are read back from the loaded definitions'
+    # groups and dbt materialization tags, so a model added or moved fails here.
+    def materialized_as(kind: str) -> frozenset[str]:
+        return assets_where(
+            project_defs,
+            lambda spec: (
+                spec.group_name == "analytics" and spec.tags.get("dagster/materialization") == kind
+            ),
+        )
+
+    assert _everything(project_defs) == ALL_ASSETS
+    assert assets_where(project_defs, lambda s: s.group_name == "analytics") == ANALYTICS_ASSETS
+    assert _talent(project_defs) == TALENT_ASSETS
+    assert materialized_as("seed") == SEEDS
+    assert materialized_as("view") == VIEWS
+    assert materialized_as("table") | materialized_as("incremental") == TABLES
