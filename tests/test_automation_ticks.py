@@ -4,11 +4,8 @@ import datetime
 
 import dagster as dg
 import pytest
-from harness import MONDAY_1AM, AnalyticsTicker, Ticker, run_at_clock
+from harness import MONDAY_1AM, SEEDS, TABLES, VIEWS, AnalyticsTicker, Ticker, run_at_clock
 
-SEEDS = {"raw_customers", "raw_orders"}
-VIEWS = {"stg_customers", "stg_orders"}
-TABLES = {"customer_orders", "order_summary", "customer_segments", "daily_revenue"}
 HOUR = datetime.timedelta(hours=1)
 MINUTE = datetime.timedelta(minutes=1)
 
@@ -56,6 +53,7 @@ def test_a_views_own_materialization_does_not_request_it_again(ticker: Ticker):
     assert [ticker.tick() for _ in range(3)] == [set(), set(), set()]
 
 
+@pytest.mark.policy_field("cron")
 def test_tables_rebuild_at_cron_only_when_upstream_changed(ticker: Ticker):
     build_everything(ticker)
     ticker.simulate_run({"raw_orders"})

@@ -5,8 +5,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from harness import MONDAY_1AM, AnalyticsTicker, copy_project, load_defs, run_at_clock
-from test_automation_ticks import SEEDS, VIEWS
+from harness import (
+    MONDAY_1AM,
+    SEEDS,
+    VIEWS,
+    AnalyticsTicker,
+    copy_project,
+    finish_run,
+    load_defs,
+    run_at_clock,
+)
 
 MINUTE = datetime.timedelta(minutes=1)
 
@@ -96,23 +104,6 @@ def test_literal_code_versions_count_comments(editable):
     )
     ticker.reload(root)
     assert ticker.tick() == {"stg_orders"}
-
-
-def finish_run(ticker, run: dg.DagsterRun, key: str, code_version: str) -> None:
-    """Ends a started run as its step would: one materialization of `key` stamped with
-    `code_version`, then the run's success."""
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-
-    materialization = dg.AssetMaterialization(key, tags={"dagster/code_version": code_version})
-    for event in (
-        DagsterEvent(
-            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-            job_name=run.job_name,
-            event_specific_data=StepMaterializationData(materialization),
-        ),
-        DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name),
-    ):
-        ticker.instance.report_dagster_event(event, run_id=run.run_id)
 
 
 def code_version_of(ticker, key: str) -> str:

@@ -9,32 +9,20 @@ import datetime
 
 import dagster as dg
 import pytest
-from harness import MONDAY_1AM, AnalyticsTicker, Ticker, run_at_clock
-
-from dagster_autopilot.automation.apply import apply_policy, policy_of
+from harness import (
+    MONDAY_1AM,
+    SEEDS,
+    TABLES,
+    VIEWS,
+    AnalyticsTicker,
+    Ticker,
+    run_at_clock,
+    with_policies,
+)
 
 MINUTE = datetime.timedelta(minutes=1)
 HOUR = datetime.timedelta(hours=1)
-SEEDS_AND_VIEWS = {"raw_customers", "raw_orders", "stg_customers", "stg_orders"}
-TABLES = {"customer_orders", "order_summary", "customer_segments", "daily_revenue"}
-
-
-def with_policies(defs: dg.Definitions, policies: dict[str, dict]) -> dg.Definitions:
-    """`defs`'s assets, with `policies` (YAML form) put on the named assets."""
-
-    def override(spec: dg.AssetSpec) -> dg.AssetSpec:
-        policy = policies.get(spec.key.to_user_string())
-        if policy is None:
-            return spec
-        # Layered on the asset's own policy, as a rule or dbt meta would be.
-        base = policy_of(spec.metadata).model_dump(exclude_defaults=True)
-        return apply_policy(spec, {**base, **policy})
-
-    assets = [
-        a.map_asset_specs(override) if isinstance(a, dg.AssetsDefinition) else a
-        for a in defs.assets or []
-    ]
-    return dg.Definitions(assets=assets)
+SEEDS_AND_VIEWS = SEEDS | VIEWS
 
 
 @pytest.fixture

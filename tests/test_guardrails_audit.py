@@ -4,8 +4,16 @@ import datetime
 
 import dagster as dg
 from dagster._core.test_utils import freeze_time
-from harness import ANALYTICS_ASSETS, MONDAY_1AM, Ticker, _stand_in_assets, run_at_clock
-from test_guardrails import with_policies
+from harness import (
+    ANALYTICS_ASSETS,
+    MONDAY_1AM,
+    SEEDS,
+    VIEWS,
+    Ticker,
+    _stand_in_assets,
+    run_at_clock,
+    with_policies,
+)
 
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor, evaluate_sensor_tick
 
@@ -112,7 +120,7 @@ def test_a_paused_decision_says_how_to_lift_the_pause(project_defs):
             cursor = result.cursor
             return {d.key.to_user_string(): d.as_log_record() for d in summary.decisions}
 
-        run_at_clock(ticker, {"raw_customers", "raw_orders", "stg_customers", "stg_orders"})
+        run_at_clock(ticker, SEEDS | VIEWS)
         tick()
         run_at_clock(ticker, {"raw_orders"})
         assert tick()["stg_orders"]["decision"] == "requested"

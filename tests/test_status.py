@@ -5,8 +5,7 @@ import json
 from dataclasses import asdict
 
 import dagster as dg
-from harness import MONDAY_1AM, AnalyticsTicker, Ticker, run_at_clock
-from test_guardrails import with_policies
+from harness import MONDAY_1AM, SEEDS, VIEWS, AnalyticsTicker, Ticker, run_at_clock, with_policies
 from typer.testing import CliRunner
 
 from dagster_autopilot import cli
@@ -18,7 +17,7 @@ MINUTE = datetime.timedelta(minutes=1)
 def seed(ticker: Ticker) -> dg.DagsterRun:
     """Seeds and views built at 01:00:30; stg_customers then fails in an automation run at 01:10:30."""
     ticker.tick()
-    run_at_clock(ticker, {"raw_customers", "raw_orders", "stg_customers", "stg_orders"})
+    run_at_clock(ticker, SEEDS | VIEWS)
     ticker.now += 10 * MINUTE
     failed = run_at_clock(ticker, {"stg_customers"}, fail=True)
     run = ticker.instance.get_run_by_id(failed.run_id)
