@@ -1,15 +1,14 @@
 """AutomationSensorComponent: the sensors that evaluate the automation conditions, on by default."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
+from pydantic import Field
 
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
-from dagster_autopilot.components.field_checks import require_number
-from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.components.fields import ComponentModel, integer
 
 
 def split_into_sensors(keys: Sequence[dg.AssetKey], limit: int) -> list[list[dg.AssetKey]]:
@@ -23,8 +22,7 @@ def sensor_names(name: str, count: int) -> list[str]:
     return [name if i == 0 else f"{name}_{i + 1}" for i in range(count)]
 
 
-@dataclass
-class AutomationSensorComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
+class AutomationSensorComponent(ComponentModel):
     """Declares the automation condition sensors, RUNNING from the start.
 
     Dagster's implicit `default_automation_condition_sensor` is STOPPED by default, so without this
@@ -41,26 +39,18 @@ class AutomationSensorComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     target: str = "*"
     """Dagster selection string of the assets these sensors evaluate."""
 
-    minimum_interval_seconds: int = 10
+    minimum_interval_seconds: integer(minimum=1) = 10
     """Least seconds between ticks. The daemon checks sensors on a 5 s loop: 4 ticks at every loop
     (about every 5 s), while 10 ticks 10 to 15 s apart. Dagster's default is 30."""
 
     running_by_default: bool = True
     """Start the sensors RUNNING. Set `false` to start them STOPPED and switch them on in the UI."""
 
-    max_assets_per_sensor: int = MAX_ENTITIES
+    max_assets_per_sensor: integer(minimum=1, maximum=MAX_ENTITIES) = MAX_ENTITIES
     """Automated assets per sensor; at most 500, Dagster's limit for user-code sensors."""
 
-    run_tags: dict[str, str] = field(default_factory=dict)
+    run_tags: dict[str, str] = Field(default_factory=dict)
     """Tags added to every run these sensors launch, e.g. `autopilot/dbt_project: analytics`."""
-
-    def __post_init__(self) -> None:
-        require_number("minimum_interval_seconds", self.minimum_interval_seconds, minimum=1)
-        if not 1 <= self.max_assets_per_sensor <= MAX_ENTITIES:
-            raise ValueError(
-                f"max_assets_per_sensor: must be between 1 and {MAX_ENTITIES}, "
-                f"got {self.max_assets_per_sensor}"
-            )
 
     def asset_selections(self) -> dict[str, str]:
         """Checked against every component's assets once all are built (`defs_checks.py`)."""

@@ -26,6 +26,7 @@ from dagster._core.definitions.asset_selection import KeysAssetSelection, KeyWil
 from dagster.components.core.component_tree import ComponentTree
 from dagster.components.core.decl import YamlDecl
 from dagster_shared.record import as_dict
+from pydantic import BaseModel
 
 
 class InvalidComponentReferenceError(Exception):
@@ -52,10 +53,13 @@ class DeclaredComponent:
 
     def field_holding(self, value: str) -> str | None:
         """The field whose value is `value`, to say which field defines a name."""
-        if not dataclasses.is_dataclass(self.component):
+        if isinstance(self.component, BaseModel):
+            names = list(type(self.component).model_fields)
+        elif dataclasses.is_dataclass(self.component):
+            names = [f.name for f in dataclasses.fields(self.component)]
+        else:
             return None
-        fields = dataclasses.fields(self.component)
-        return next((f.name for f in fields if getattr(self.component, f.name) == value), None)
+        return next((name for name in names if getattr(self.component, name) == value), None)
 
 
 def check_component_tree(tree: ComponentTree) -> None:

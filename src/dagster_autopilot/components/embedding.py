@@ -1,16 +1,13 @@
 """EmbeddingComponent: a vectors asset that embeds only the new and changed records of a table."""
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
-from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.components.field_checks import require_policy
-from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.components.fields import ComponentModel, Policy
 from dagster_autopilot.pipelines.embedding import (
     EMBEDDING_METADATA,
     EmbeddingSource,
@@ -45,8 +42,7 @@ class EmbedderConfig(dg.Model):
         return SentenceTransformerEmbedder(self.model_path, price_per_1k_tokens=self.price_per_1k_tokens)
 
 
-@dataclass
-class EmbeddingComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
+class EmbeddingComponent(ComponentModel):
     """Embeds a text column of a warehouse table into a vectors table, incrementally.
 
     Only records whose content hash is new or changed are embedded; vectors of records that left
@@ -68,18 +64,15 @@ class EmbeddingComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     hash_column: str = "content_hash"
     """Column holding a hash of the text: a record is re-embedded only when it changes."""
 
-    embedder: Annotated[EmbedderConfig, Resolver.passthrough()] = field(default_factory=EmbedderConfig)
+    embedder: Annotated[EmbedderConfig, Resolver.passthrough()] = EmbedderConfig()
     """The embedder and its price, e.g. `{kind: hashing, dimensions: 384}`."""
 
-    automation: Annotated[PolicyInput, Resolver.passthrough()] = "eager"
+    automation: Policy = "eager"
     """`eager`: embed as soon as `source` changes; `lazy`: only when asked; `none`: never
     automated. A full policy mapping (cron, freshness, backoff...) is accepted too."""
 
     group_name: str | None = None
     """Asset group shown in the UI."""
-
-    def __post_init__(self) -> None:
-        require_policy("automation", self.automation)
 
     def referenced_assets(self) -> dict[str, str]:
         """Checked against every component's assets once all are built (`defs_checks.py`)."""

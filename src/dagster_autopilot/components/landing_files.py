@@ -2,24 +2,20 @@
 
 import hashlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import dagster as dg
-from dagster.components.resolved.model import Resolver
+from pydantic import Field
 
 from dagster_autopilot.automation.apply import apply_policy
-from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.components.field_checks import require_number, require_policy
-from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.components.fields import ComponentModel, Policy, integer
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import RecordSpec
 from dagster_autopilot.warehouse.connection import Warehouse
 
 
-@dataclass
-class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
+class LandingFilesComponent(ComponentModel):
     """A raw-table asset fed by CSV or JSONL files, and a sensor that requests it when files land.
 
     The sensor requests one run for the files that settled since its last look, and again after
@@ -54,19 +50,19 @@ class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     columns: dict[str, Literal["text", "integer"]]
     """Every column kept from a file, with its type, in table order (include `id_column`)."""
 
-    required: list[str] = field(default_factory=list)
+    required: list[str] = Field(default_factory=list)
     """Text columns that must be non-empty; an empty one quarantines the row as `empty_text`."""
 
-    max_text_chars: int = 20_000
+    max_text_chars: integer(minimum=1) = 20_000
     """Longest text kept in any column; longer rows are quarantined as `oversized_text`."""
 
-    sample_files: list[str] = field(default_factory=list)
+    sample_files: list[str] = Field(default_factory=list)
     """Files ingested with the first run, so a fresh project has data. Relative to the project root."""
 
-    sensor_interval_seconds: int = 10
+    sensor_interval_seconds: integer(minimum=1) = 10
     """How often the sensor looks at the folder."""
 
-    settle_seconds: int = 0
+    settle_seconds: integer(minimum=0) = 0
     """How long a file must stay unchanged before it lands, besides being unchanged between two
     looks of the sensor. Raise it for writers that pause mid-file, or for network shares."""
 
@@ -74,7 +70,7 @@ class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     """`none`: a file lands once settled. `.done`: only once `name.csv.done` (or `name.done`)
     exists beside `name.csv`. `_SUCCESS`: only the files written before the folder's `_SUCCESS`."""
 
-    automation: Annotated[PolicyInput, Resolver.passthrough()] = "eager"
+    automation: Policy = "eager"
     """`eager`: ingest when the table is missing or this spec changes (the sensor handles
     arrivals); `lazy` or `none`: only the sensor and manual runs ingest."""
 
@@ -83,12 +79,6 @@ class LandingFilesComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
 
     description: str | None = None
     """What the raw table holds, shown in the UI."""
-
-    def __post_init__(self) -> None:
-        require_number("max_text_chars", self.max_text_chars, minimum=1)
-        require_number("sensor_interval_seconds", self.sensor_interval_seconds, minimum=1)
-        require_number("settle_seconds", self.settle_seconds, minimum=0)
-        require_policy("automation", self.automation)
 
     @property
     def record_spec(self) -> RecordSpec:

@@ -1,16 +1,12 @@
 """SafeScheduledJobComponent: an asset job on a cron schedule that never overlaps itself."""
 
-from dataclasses import dataclass
-
 import dagster as dg
 
-from dagster_autopilot.automation.cron import valid_cron, valid_timezone
-from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.components.fields import ComponentModel, Cron, Timezone
 from dagster_autopilot.runs.guard import find_blocking_run
 
 
-@dataclass
-class SafeScheduledJobComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
+class SafeScheduledJobComponent(ComponentModel):
     """An asset job and its schedule `<job_name>_schedule`, which skips a tick instead of overlapping.
 
     A tick is skipped, with the blocking run's id in the skip reason, while a run of this job is
@@ -21,7 +17,7 @@ class SafeScheduledJobComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     job_name: str
     """Name of the asset job; the schedule is named `<job_name>_schedule`."""
 
-    cron_schedule: str
+    cron_schedule: Cron
     """When the job runs, e.g. `0 * * * *` for hourly."""
 
     asset_selection: str
@@ -30,15 +26,8 @@ class SafeScheduledJobComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     skip_reason_prefix: str = "Skipping scheduled run"
     """Text the skip reason starts with, so a skipped tick is easy to recognise in the UI."""
 
-    timezone: str = "UTC"
+    timezone: Timezone = "UTC"
     """IANA timezone the cron schedule is read in."""
-
-    def __post_init__(self) -> None:
-        for field_name, check in (("cron_schedule", valid_cron), ("timezone", valid_timezone)):
-            try:
-                check(getattr(self, field_name))
-            except ValueError as error:
-                raise ValueError(f"{field_name}: {error}") from None
 
     def asset_selections(self) -> dict[str, str]:
         """Checked against every component's assets once all are built (`defs_checks.py`)."""

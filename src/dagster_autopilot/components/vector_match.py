@@ -1,22 +1,16 @@
 """VectorMatchComponent: each candidate's top-k jobs by exact cosine similarity, kept up to date."""
 
 import hashlib
-from dataclasses import dataclass
-from typing import Annotated
 
 import dagster as dg
-from dagster.components.resolved.model import Resolver
 
 from dagster_autopilot.automation.apply import apply_policy
-from dagster_autopilot.automation.policy import PolicyInput
-from dagster_autopilot.components.field_checks import require_number, require_policy
-from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.components.fields import ComponentModel, Policy, integer, number
 from dagster_autopilot.pipelines.matching import MatchSides, match_incrementally
 from dagster_autopilot.warehouse.connection import Warehouse, table_name
 
 
-@dataclass
-class VectorMatchComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
+class VectorMatchComponent(ComponentModel):
     """Matches every vector of `candidates` with its `top_k` most similar vectors of `jobs`.
 
     Scores are exact cosine similarities. Only new or changed candidates are matched against all
@@ -39,28 +33,21 @@ class VectorMatchComponent(ClearSchemaErrors, dg.Component, dg.Resolvable):
     job_id_column: str = "job_id"
     """Id column of the jobs' vectors table."""
 
-    top_k: int = 10
+    top_k: integer(minimum=1) = 10
     """How many jobs to keep per candidate."""
 
-    min_score: float = 0.0
-    """Pairs scoring below this cosine similarity are not stored."""
+    min_score: number(minimum=-1.0, maximum=1.0) = 0.0
+    """Pairs scoring below this cosine similarity (between -1 and 1) are not stored."""
 
-    automation: Annotated[PolicyInput, Resolver.passthrough()] = "eager"
+    automation: Policy = "eager"
     """`eager`: rematch as soon as either vectors table changes; `lazy`: only when asked; `none`:
     never automated. A full policy mapping (cron, freshness, backoff...) is accepted too."""
 
-    preview_rows: int = 10
+    preview_rows: integer(minimum=0) = 10
     """Best matches shown in the materialization's `top_matches` preview."""
 
     group_name: str | None = None
     """Asset group shown in the UI."""
-
-    def __post_init__(self) -> None:
-        require_number("top_k", self.top_k, minimum=1)
-        # A cosine similarity lies in [-1, 1].
-        require_number("min_score", self.min_score, integer=False, minimum=-1.0, maximum=1.0)
-        require_number("preview_rows", self.preview_rows, minimum=0)
-        require_policy("automation", self.automation)
 
     def referenced_assets(self) -> dict[str, str]:
         """Checked against every component's assets once all are built (`defs_checks.py`)."""
