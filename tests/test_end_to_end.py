@@ -8,12 +8,14 @@ explained in the README ("Match quality").
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from harness import build_everything_with_dbt
 
+from dagster_autopilot.pipelines.landing import CLOCK_MARGIN_NS
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, JOB_SPEC, generate, write_records
 from dagster_autopilot.warehouse.connection import Warehouse
 
@@ -28,6 +30,9 @@ def built(project_defs: dg.Definitions, project_root: Path, tmp_path_factory):
     candidates, jobs = generate(400, 120, seed=11)
     write_records(landing / "candidates" / "batch-1.jsonl", candidates, CANDIDATE_SPEC, bad_rows=6)
     write_records(landing / "jobs" / "batch-1.csv", jobs, JOB_SPEC, file_format="csv")
+    # A manual landing run takes only files unchanged for the clock margin; on a fast machine the
+    # build starts sooner, and would leave these files for a later run.
+    time.sleep(CLOCK_MARGIN_NS / 1e9 + 0.2)
     try:
         with pytest.MonkeyPatch.context() as patch:
             warehouse = tmp_path_factory.mktemp("e2e") / "warehouse.duckdb"
