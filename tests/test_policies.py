@@ -78,7 +78,9 @@ def test_later_layers_override_only_the_fields_they_set():
         table=AutomationPolicy(cron="0 6 * * *", timezone="Europe/Lisbon")
     )
     rules = [PolicyRule(tag="hourly", policy=AutomationPolicy(cron="0 * * * *"))]
-    policy = resolve_policy("table", ["hourly"], ["p", "m"], {"rebuild": "always"}, defaults, rules)
+    policy = resolve_policy(
+        "table", ["hourly"], ["p", "m"], as_policy({"rebuild": "always"}), defaults, rules
+    )
     assert (policy.cron, policy.timezone, policy.rebuild) == ("0 * * * *", "Europe/Lisbon", "always")
 
 
@@ -89,7 +91,10 @@ def test_rule_order_first_to_last_and_meta_wins():
     ]
     defaults = MaterializationPolicies()
     assert resolve_policy("table", [], ["p", "marts", "m"], None, defaults, rules).cron == "0 2 * * *"
-    assert resolve_policy("table", [], ["p", "marts", "m"], "none", defaults, rules).enabled is False
+    assert (
+        resolve_policy("table", [], ["p", "marts", "m"], as_policy("none"), defaults, rules).enabled
+        is False
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,7 +112,9 @@ def test_invalid_policies_say_why(fields, message):
 
 def test_rebuild_always_needs_a_cron_once_merged():
     with pytest.raises(ValueError, match=r"p\.v: `rebuild: always` needs a `cron`"):
-        resolve_policy("view", [], ["p", "v"], {"rebuild": "always"}, MaterializationPolicies(), [])
+        resolve_policy(
+            "view", [], ["p", "v"], as_policy({"rebuild": "always"}), MaterializationPolicies(), []
+        )
 
 
 def test_a_rule_must_match_something():
@@ -131,8 +138,8 @@ def test_guardrail_fields_and_shorthands():
     assert AutomationPolicy().freshness is None, "a TTL is opt-in: never time alone by default"
     # `eager` clears a cron set by an earlier layer; `lazy` and `none` turn automation off.
     defaults = MaterializationPolicies()
-    assert resolve_policy("table", [], ["p", "t"], "eager", defaults, []).cron is None
-    assert resolve_policy("view", [], ["p", "v"], "lazy", defaults, []).enabled is False
+    assert resolve_policy("table", [], ["p", "t"], as_policy("eager"), defaults, []).cron is None
+    assert resolve_policy("view", [], ["p", "v"], as_policy("lazy"), defaults, []).enabled is False
 
 
 @pytest.mark.parametrize(

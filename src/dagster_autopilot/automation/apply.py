@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.conditions import condition_for
 from dagster_autopilot.automation.policy import AutomationPolicy, PolicyInput, as_policy
 
@@ -24,18 +25,20 @@ find the assets that only run when asked."""
 def apply_policy(spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict) -> dg.AssetSpec:
     """`spec` with the policy's automation condition and its policy metadata.
 
-    `policy` is an `AutomationPolicy`, a mapping in the YAML form, or a shorthand (`eager`, `lazy`,
-    `none`). A disabled policy removes any automation condition.
+    `policy` is an `AutomationPolicy` (as components hold it once validated), or, for Python code
+    that builds specs by hand, a mapping in the YAML form or a shorthand (`eager`, `lazy`, `none`).
+    A disabled policy removes any automation condition.
     """
-    policy = as_policy(policy)
+    policy = as_policy(policy)  # an AutomationPolicy passes through unchanged
     metadata: dict[str, object] = {
         POLICY_METADATA: policy.describe(),
         POLICY_JSON_METADATA: policy.model_dump_json(exclude_defaults=True),
     }
     if policy.priority is not None:
         metadata[PRIORITY_METADATA] = policy.priority
-    mode = "off" if not policy.enabled else ("on_cron" if policy.is_cron else "on_change")
-    return spec.replace_attributes(automation_condition=condition_for(policy)).merge_attributes(
+    condition = condition_for(policy)
+    mode = labels.OFF if condition is None else condition.get_label()
+    return spec.replace_attributes(automation_condition=condition).merge_attributes(
         metadata=metadata, tags={AUTOMATION_TAG: mode}
     )
 

@@ -13,17 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
+from dagster import AutomationResult
 
+from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.apply import PRIORITY_METADATA, RUN_TAGS_METADATA
-from dagster_autopilot.automation.conditions import REASONS
 from dagster_autopilot.automation.guardrails import (
-    BACKOFF_LABEL,
     EXPIRED_MATERIALIZATION,
     FAILURES,
     NEXT_ALLOWED,
     PAUSED,
-    QUIET_LABEL,
     TO_RESUME,
 )
 
@@ -34,15 +32,6 @@ REASONS_BY_ASSET_TAG = "autopilot/reasons_by_asset"
 EXPIRED_TAG = "autopilot/expired_materialization"
 PRIORITY_TAG = "dagster/priority"
 _MAX_TAG_VALUE = 4000
-
-# What stopped a triggered asset, by the label of the guard that said no.
-_HELD_BY = {
-    "not_busy": "skipped_in_progress",
-    "parents_present": "waiting_for_parents",
-    QUIET_LABEL: "quiet_hours",
-    BACKOFF_LABEL: "backed_off",
-}
-COUNTERS = ("requested", "skipped_in_progress", "backed_off", "paused", "quiet_hours")
 
 logger = logging.getLogger("dagster_autopilot.automation")
 
@@ -94,7 +83,8 @@ class TickSummary:
     def counters(self) -> dict[str, int]:
         """How many assets each outcome had on this tick (every counter present, zeros included)."""
         counts = Counter(decision.outcome for decision in self.decisions)
-        return {name: counts.get(name, 0) for name in (*COUNTERS, *sorted(set(counts) - set(COUNTERS)))}
+        extra = sorted(set(counts) - set(labels.COUNTERS))
+        return {name: counts.get(name, 0) for name in (*labels.COUNTERS, *extra)}
 
 
 def _iso(timestamp: float) -> str:
@@ -116,42 +106,54 @@ def _walk(result: AutomationResult) -> Iterable[AutomationResult]:
         yield from _walk(child)
 
 
+def _children_by_label(result: AutomationResult) -> dict[str, AutomationResult]:
+    return {child.condition.get_label(): child for child in result.child_results}
+
+
+def _reasons(trigger: AutomationResult) -> tuple[tuple[str, ...], float | None]:
+    """The reasons a true trigger stands for, in `labels.REASONS` order, and the expired
+    materialization's timestamp when one of them is `expired`."""
+    reasons, expired_at = set(), None
+    for node in _walk(trigger):
+        reason = labels.REASON_OF.get(node.condition.get_label())
+        if reason is not None and _true(node):
+            reasons.add(reason)
+            if reason == labels.EXPIRED:
+                expired_at = _metadata_value(node, EXPIRED_MATERIALIZATION)
+    return tuple(reason for reason in labels.REASONS if reason in reasons), expired_at
+
+
 def decide(result: AutomationResult) -> Decision | None:
     """The decision for one asset's top-level result; None when nothing triggered it.
 
-    The library's conditions are an AND whose first operand is the trigger and whose other operands
-    are guards, in order; the first guard that is false is what held the asset back.
+    The library's conditions (`conditions.PolicyConditions`) are an AND of one trigger and its
+    guards, each found by its label; the first guard in `labels.GUARDS` order that is false is
+    what held the asset back.
     """
     if not isinstance(result.key, dg.AssetKey):
         return None
-    if result.condition.get_label() not in ("on_change", "on_cron"):
-        return Decision(result.key, "requested") if _true(result) else None
-    trigger, *guards = result.child_results
+    if result.condition.get_label() not in labels.POLICY_MODES:
+        return Decision(result.key, labels.REQUESTED) if _true(result) else None
+    children = _children_by_label(result)
+    trigger = next(children[label] for label in labels.TRIGGERS if label in children)
     if not _true(trigger):
         return None
-    reasons, expired_at = [], None
-    for node in _walk(trigger):
-        label = node.condition.get_label()
-        if label in REASONS and _true(node) and label not in reasons:
-            reasons.append(label)
-            if label == "expired":
-                expired_at = _metadata_value(node, EXPIRED_MATERIALIZATION)
-    ordered = tuple(reason for reason in REASONS if reason in reasons)
-    outcome, failures, next_allowed = "requested", None, None
-    for guard in guards:
-        label = guard.condition.get_label()
-        if label == BACKOFF_LABEL:
+    reasons, expired_at = _reasons(trigger)
+    outcome, failures, next_allowed = labels.REQUESTED, None, None
+    for label in (label for label in labels.GUARDS if label in children):
+        guard = children[label]
+        if label == labels.BACKOFF_ALLOWS:
             failures = _metadata_value(guard, FAILURES)
             next_allowed = _metadata_value(guard, NEXT_ALLOWED)
         if not _true(guard):
-            outcome = _HELD_BY.get(label, f"held_by_{label}")
-            if label == BACKOFF_LABEL and _metadata_value(guard, PAUSED):
-                outcome = "paused"
+            outcome = labels.HELD_BY[label]
+            if label == labels.BACKOFF_ALLOWS and _metadata_value(guard, PAUSED):
+                outcome = labels.PAUSED
             break
-    if outcome in ("requested", "paused"):
+    if outcome in (labels.REQUESTED, labels.PAUSED):
         next_allowed = None
-    to_resume = TO_RESUME if outcome == "paused" else None
-    return Decision(result.key, outcome, ordered, expired_at, failures, next_allowed, to_resume)
+    to_resume = TO_RESUME if outcome == labels.PAUSED else None
+    return Decision(result.key, outcome, reasons, expired_at, failures, next_allowed, to_resume)
 
 
 def tag_run_request(
@@ -165,7 +167,7 @@ def tag_run_request(
     reasons = {reason for key in keys if key in decisions for reason in decisions[key].reasons}
     tags = {name: value for key in keys for name, value in (asset_run_tags or {}).get(key, {}).items()}
     tags[TRIGGER_TAG] = TRIGGER_VALUE
-    tags[REASON_TAG] = ",".join(reason for reason in REASONS if reason in reasons) or "unknown"
+    tags[REASON_TAG] = ",".join(r for r in labels.REASONS if r in reasons) or "unknown"
     by_asset = json.dumps(
         {k.to_user_string(): list(decisions[k].reasons) for k in keys if k in decisions},
         separators=(",", ":"),

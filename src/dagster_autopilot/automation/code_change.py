@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
-from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
+from dagster import AutomationContext, AutomationResult
 
-CODE_CHANGED_LABEL = "code_changed"
+from dagster_autopilot.automation import labels
+
 # Materializations (and plans) read after a change; more means many runs since, any of them will do.
 _EVENTS_READ = 100
 
@@ -58,7 +58,7 @@ class CodeChangeUnbuilt(dg.AutomationCondition):
         return "Code version changed, not yet built by a run that started after the change"
 
     def get_label(self) -> str:
-        return CODE_CHANGED_LABEL
+        return labels.CODE_CHANGED
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         code_version = context.asset_graph.get(context.key).code_version

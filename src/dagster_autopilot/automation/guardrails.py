@@ -9,19 +9,14 @@ otherwise be requested this tick.
 import datetime
 import json
 import zoneinfo
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
-from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
-from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster import AutomationContext, AutomationResult, DagsterRunStatus
 
+from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.policy import BackoffPolicy
 
-EXPIRED_LABEL = "expired"
-QUIET_LABEL = "outside_quiet_hours"
-BACKOFF_LABEL = "backoff_allows"
 # Metadata keys the guardrails put on their evaluation, read by the audit and the status.
 EXPIRED_MATERIALIZATION = "expired_materialization_timestamp"
 FAILURES = "consecutive_failures"
@@ -64,7 +59,7 @@ class Expired(dg.AutomationCondition):
         return False
 
     def get_label(self) -> str:
-        return EXPIRED_LABEL
+        return labels.EXPIRED
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         if context.candidate_subset.is_empty:
@@ -118,7 +113,7 @@ class OutsideQuietHours(dg.AutomationCondition):
         return False
 
     def get_label(self) -> str:
-        return QUIET_LABEL
+        return labels.OUTSIDE_QUIET_HOURS
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         quiet = in_quiet_window(
@@ -188,13 +183,12 @@ class BackoffAllows(dg.AutomationCondition):
     updated on every tick, the failure query only for candidates.
     """
 
-    base_seconds: int
-    cap_seconds: int
-    max_failures: int | None
+    backoff: BackoffPolicy
 
     @property
     def name(self) -> str:
-        limits = f"base={self.base_seconds}s, cap={self.cap_seconds}s, max={self.max_failures}"
+        backoff = self.backoff
+        limits = f"base={backoff.base_seconds}s, cap={backoff.cap_seconds}s, max={backoff.max_failures}"
         return f"backoff_allows({limits})"
 
     @property
@@ -202,13 +196,7 @@ class BackoffAllows(dg.AutomationCondition):
         return "Not waiting out a failure backoff, not paused"
 
     def get_label(self) -> str:
-        return BACKOFF_LABEL
-
-    @property
-    def policy(self) -> BackoffPolicy:
-        return BackoffPolicy(
-            base=f"{self.base_seconds}s", cap=f"{self.cap_seconds}s", max_failures=self.max_failures
-        )
+        return labels.BACKOFF_ALLOWS
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         code_version = context.asset_graph.get(context.key).code_version
@@ -231,7 +219,7 @@ class BackoffAllows(dg.AutomationCondition):
             # already says so): no failure to count, no query.
             return AutomationResult(context, context.candidate_subset, cursor=cursor)
         points = [p for p in (last.storage_id if last else None, state["changed_after"]) if p]
-        failures = failure_state(instance, context.key, self.policy, max(points) if points else None)
+        failures = failure_state(instance, context.key, self.backoff, max(points) if points else None)
         if failures.allows(context.evaluation_time.timestamp()):
             true_subset = context.candidate_subset
         else:
@@ -244,13 +232,13 @@ class BackoffAllows(dg.AutomationCondition):
         return AutomationResult(context, true_subset, cursor=cursor, metadata=metadata)
 
 
-def code_change_points(cursor_states: Sequence[str]) -> int | None:
-    """The storage id of the latest code change in a BackoffAllows node cursor, if any."""
-    for text in cursor_states:
-        try:
-            state = json.loads(text)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(state, dict) and "changed_after" in state:
-            return state["changed_after"]
-    return None
+def code_changed_after(backoff_cursor: str | None) -> int | None:
+    """The storage id after which the asset's code last changed, from a `BackoffAllows` node's
+    cursor; failures before it no longer count."""
+    if not backoff_cursor:
+        return None
+    try:
+        state = json.loads(backoff_cursor)
+    except ValueError:
+        return None
+    return state.get("changed_after") if isinstance(state, dict) else None

@@ -1,5 +1,7 @@
 """The policy model: how the YAML says an asset stays fresh, before it becomes a condition.
 
+A policy is validated once, where it is read (a component's YAML, a dbt node's `meta`), into an
+`AutomationPolicy`: a frozen, hashable value that travels unchanged to `conditions.condition_for`.
 Plain pydantic models and pure functions, so a policy can be validated and tested without Dagster
 running. Layers merge in this order, later ones overriding only the fields they set:
 the default for the asset's kind -> each matching rule, in order -> the asset's own dbt `meta`.
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dagster_autopilot.automation.cron import valid_cron, valid_timezone
@@ -56,6 +58,8 @@ def _valid_duration(text: str) -> str:
 class FreshnessPolicy(dg.Model):
     """Rebuild an asset whose latest materialization is older than `ttl`."""
 
+    model_config = ConfigDict(frozen=True)
+
     ttl: str
     """How long a materialization stays fresh, e.g. `6h`, `30m`, `1d`, `1h30m`."""
 
@@ -76,6 +80,8 @@ class BackoffPolicy(dg.Model):
     `min(cap, base * 2^(n-1))` has passed since the last failure. A successful materialization
     (a manual one included) or a change to the asset's code resets the count.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     base: str = "5m"
     """Wait after the first failure, e.g. `5m`. Doubles with each further consecutive failure."""
@@ -146,6 +152,9 @@ class AutomationPolicy(dg.Model):
     something upstream of it was updated. With `cron`, it is rebuilt at the first tick after each
     cron time, and only if it is stale (or always, with `rebuild: always`).
     """
+
+    # Frozen, so hashable: one value from the YAML to the condition, and a cache key for it.
+    model_config = ConfigDict(frozen=True)
 
     cron: str | None = None
     """Cron schedule that gates rebuilds, e.g. `0 6 * * *`. Unset: rebuild on change."""
@@ -274,10 +283,15 @@ class MaterializationPolicies(dg.Model):
     materialized_view: PolicyInput = AutomationPolicy(cron="0 6 * * *")
     """Materialized views: the table policy by default."""
 
+    @field_validator("*")
+    @classmethod
+    def _as_policy(cls, value: PolicyInput) -> "AutomationPolicy":
+        # Written as a mapping or a shorthand, held as an `AutomationPolicy` once validated.
+        return as_policy(value)
+
     def for_materialization(self, materialized: str) -> "AutomationPolicy":
         """The default for a materialization; custom materializations follow tables."""
-        value = getattr(self, materialized, None) if materialized in DBT_MATERIALIZATIONS else None
-        return as_policy(value if value is not None else self.table)
+        return getattr(self, materialized if materialized in DBT_MATERIALIZATIONS else "table")
 
 
 class PolicyRule(dg.Model):
@@ -291,6 +305,11 @@ class PolicyRule(dg.Model):
 
     policy: PolicyInput
     """The fields to override (or `none` to opt the matched nodes out)."""
+
+    @field_validator("policy")
+    @classmethod
+    def _as_policy(cls, value: PolicyInput) -> "AutomationPolicy":
+        return as_policy(value)
 
     @model_validator(mode="after")
     def _matches_something(self) -> "PolicyRule":
@@ -313,7 +332,7 @@ def resolve_policy(
     materialized: str,
     tags: Iterable[str],
     fqn: Sequence[str],
-    meta_policy: Mapping[str, Any] | str | None,
+    meta_policy: AutomationPolicy | None,
     defaults: MaterializationPolicies,
     rules: Sequence[PolicyRule],
 ) -> "AutomationPolicy":
@@ -322,9 +341,9 @@ def resolve_policy(
     policy = defaults.for_materialization(materialized)
     for rule in rules:
         if rule.matches(tags, fqn):
-            policy = merge(policy, as_policy(rule.policy))
+            policy = merge(policy, rule.policy)
     if meta_policy is not None:
-        policy = merge(policy, as_policy(meta_policy))
+        policy = merge(policy, meta_policy)
     if policy.enabled and policy.rebuild == "always" and policy.cron is None:
         # Checked on the merged policy: a rule may set `rebuild` and the defaults the `cron`.
         raise ValueError(

@@ -4,14 +4,10 @@ user-code server, with the audit trail (see `audit.py`) added to every tick."""
 import datetime
 import functools
 import json
-from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
-from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
-from dagster._core.definitions.sensor_definition import wrap_sensor_evaluation
-from dagster._core.errors import DagsterInvalidInvocationError
 
+from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation.audit import (
     TickSummary,
     decide,
@@ -32,22 +28,19 @@ class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
     def __init__(self, name: str, *, target, **kwargs):
         kwargs.pop("use_user_code_server", None)
         super().__init__(name, target=target, use_user_code_server=True, **kwargs)
-        evaluate = functools.partial(_evaluate_audited, self)
         # The base class wires Dagster's own evaluation; swap in the audited one.
-        self._raw_fn = evaluate
-        self._evaluation_fn = wrap_sensor_evaluation(self.name, evaluate)
+        internals.set_sensor_evaluation(self, functools.partial(_evaluate_audited, self))
 
     def with_attributes(self, *, jobs=None, metadata=None) -> "AutopilotAutomationSensor":
+        arguments = internals.sensor_constructor_arguments(self)
+        if metadata is not None:
+            arguments["metadata"] = metadata
         return AutopilotAutomationSensor(
             self.name,
-            target=self._sensor_target,
-            tags=self._tags,
-            run_tags=self._run_tags,
             default_status=self.default_status,
             minimum_interval_seconds=self.minimum_interval_seconds,
             description=self.description,
-            metadata=metadata if metadata is not None else self._metadata,
-            emit_backfills=self._emit_backfills,
+            **arguments,
         )
 
 
@@ -66,17 +59,9 @@ def evaluate_sensor_tick(
     Returns the sensor result (run requests tagged per run) and the tick's decisions.
     `evaluation_time` defaults to now (tests pass a controlled clock).
     """
-    from dagster._core.definitions.automation_tick_evaluation_context import (
-        AutomationTickEvaluationContext,
-    )
-    from dagster._daemon.asset_daemon import (
-        asset_daemon_cursor_from_instigator_serialized_cursor,
-        asset_daemon_cursor_to_instigator_serialized_cursor,
-    )
-
     asset_graph = context.repository_def.asset_graph
-    cursor = asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
-    evaluation_context = AutomationTickEvaluationContext(
+    cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
+    evaluation_context = internals.AutomationTickEvaluationContext(
         evaluation_id=cursor.evaluation_id,
         instance=context.instance,
         asset_graph=asset_graph,
@@ -90,22 +75,13 @@ def evaluate_sensor_tick(
         logger=context.log,
         evaluation_time=evaluation_time,
     )
-    if evaluation_context.total_keys > MAX_ENTITIES:
-        raise DagsterInvalidInvocationError(
+    limit = internals.MAX_ASSETS_PER_USER_CODE_SENSOR
+    if evaluation_context.total_keys > limit:
+        raise dg.DagsterInvalidInvocationError(
             f"Automation sensor '{sensor.name}' targets {evaluation_context.total_keys} assets or "
-            f"checks, more than the {MAX_ENTITIES} a user-code sensor may evaluate."
+            f"checks, more than the {limit} a user-code sensor may evaluate."
         )
-    # Dagster's evaluate() keeps the per-asset results to itself; capture them on the way out.
-    evaluator = evaluation_context._evaluator
-    original_evaluate = evaluator.evaluate
-    captured: list[Sequence[AutomationResult]] = []
-
-    def evaluate_and_capture():
-        results, subsets = original_evaluate()
-        captured.append(results)
-        return results, subsets
-
-    evaluator.evaluate = evaluate_and_capture
+    captured = internals.capture_evaluation_results(evaluation_context)
     run_requests, new_cursor, evaluations = evaluation_context.evaluate()
 
     summary = TickSummary([d for r in (captured[0] if captured else []) if (d := decide(r))])
@@ -119,7 +95,7 @@ def evaluate_sensor_tick(
     context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
     result = dg.SensorResult(
         run_requests=tagged,
-        cursor=asset_daemon_cursor_to_instigator_serialized_cursor(new_cursor),
+        cursor=internals.asset_daemon_cursor_to_instigator_serialized_cursor(new_cursor),
         automation_condition_evaluations=evaluations,
     )
     return result, summary

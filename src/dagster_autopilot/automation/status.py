@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 
+from dagster_autopilot import _dagster_internals as internals
+from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.apply import POLICY_METADATA, policy_of
 from dagster_autopilot.automation.audit import REASON_TAG, TRIGGER_TAG, TRIGGER_VALUE
-from dagster_autopilot.automation.guardrails import TO_RESUME, code_change_points, failure_state
+from dagster_autopilot.automation.guardrails import TO_RESUME, code_changed_after, failure_state
 from dagster_autopilot.automation.policy import AutomationPolicy
 
 # Automation runs read back to find each asset's latest one; older ones only matter for assets
@@ -93,38 +95,46 @@ def _latest_auto_runs(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey])
 
 def _planned_keys(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
     """The assets a run planned to build, for runs launched without an explicit asset selection."""
-    from dagster._core.events import DagsterEventType
-
     records = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     ).records
     return {r.asset_key for r in records if r.asset_key is not None}
 
 
-def _code_change_storage_ids(
-    instance: dg.DagsterInstance, defs: dg.Definitions, keys: Iterable[dg.AssetKey]
-) -> dict[dg.AssetKey, int]:
-    """Where each asset's code last changed, as the backoff guard recorded it in its sensor's cursor."""
-    from dagster._core.scheduler.instigation import InstigatorType
-    from dagster._daemon.asset_daemon import asset_daemon_cursor_from_instigator_serialized_cursor
+def _child_unique_id(condition: dg.AutomationCondition, label: str) -> str | None:
+    """The unique id Dagster's evaluation gives the child of `condition` labelled `label`, which
+    keys that node's cursor in the sensor's cursor."""
+    root_id = condition.get_node_unique_id(parent_unique_id=None, index=None, target_key=None)
+    for index, child in enumerate(condition.children):
+        if child.get_label() == label:
+            return child.get_node_unique_id(parent_unique_id=root_id, index=index, target_key=None)
+    return None
 
+
+def _code_change_storage_ids(
+    instance: dg.DagsterInstance, defs: dg.Definitions, specs: Mapping[dg.AssetKey, dg.AssetSpec]
+) -> dict[dg.AssetKey, int]:
+    """Where each asset's code last changed, as its backoff guard recorded it in its sensor's cursor."""
     names = {sensor.name for sensor in defs.sensors or []}
     graph = defs.resolve_asset_graph()
+    backoff_ids = {
+        key: _child_unique_id(spec.automation_condition, labels.BACKOFF_ALLOWS)
+        for key, spec in specs.items()
+    }
     found: dict[dg.AssetKey, int] = {}
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+    sensor_states = instance.all_instigator_state(instigator_type=internals.InstigatorType.SENSOR)
+    for state in sensor_states:
         cursor_text = getattr(state.instigator_data, "cursor", None)
         if state.name not in names or not cursor_text:
             continue
         try:
-            cursor = asset_daemon_cursor_from_instigator_serialized_cursor(cursor_text, graph)
+            cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(cursor_text, graph)
         except Exception:  # a cursor from another version: status still shows the rest
             continue
-        for key in keys:
+        for key, backoff_id in backoff_ids.items():
             previous = cursor.get_previous_condition_cursor(key)
-            if previous is None:
-                continue
-            extra = [n.extra_state for n in previous.node_cursors_by_unique_id.values()]
-            changed = code_change_points([e for e in extra if isinstance(e, str)])
+            node = previous.node_cursors_by_unique_id.get(backoff_id) if previous else None
+            changed = code_changed_after(node.extra_state if node else None)
             if changed is not None:
                 found[key] = changed
     return found
@@ -133,11 +143,9 @@ def _code_change_storage_ids(
 def _next_refresh(
     policy: AutomationPolicy, last_materialization: float | None, now: datetime.datetime
 ) -> tuple[str | None, str | None]:
-    from dagster._utils.schedules import cron_string_iterator
-
     candidates = []
     if policy.cron is not None:
-        tick = next(cron_string_iterator(now.timestamp(), policy.cron, policy.timezone))
+        tick = next(internals.cron_string_iterator(now.timestamp(), policy.cron, policy.timezone))
         candidates.append((tick.timestamp(), "cron"))
     if policy.freshness is not None and last_materialization is not None:
         candidates.append((last_materialization + policy.freshness.ttl_seconds, "ttl"))
@@ -156,7 +164,7 @@ def automation_status(
     keys = sorted(specs, key=lambda key: key.to_user_string())
     records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
     auto_runs = _latest_auto_runs(instance, keys)
-    code_changes = _code_change_storage_ids(instance, defs, keys)
+    code_changes = _code_change_storage_ids(instance, defs, specs)
     statuses = []
     for key in keys:
         spec = specs[key]

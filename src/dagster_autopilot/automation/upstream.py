@@ -14,17 +14,18 @@ data), or it is requested on this very tick and can run in the same run.
 Why not `any_deps_match(...).resolve_through_virtual() | any_deps_match(...).allow(views)`, which
 says the same: Dagster gives every dependency an `EntityMatches` subtree of seven nodes, and hashes
 and serializes every node of every asset into the sensor cursor on each tick. Through deep view
-chains that made our tick 1.5x eager's at 1,000 assets; this single node keeps the cursor small.
+chains that costs more than the rest of the tick at 1,000 assets; this single node keeps the cursor
+small.
 """
 
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph import executable_in_same_run
-from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
-from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
+from dagster import AutomationContext, AutomationResult
 
-UPSTREAM_UPDATED_LABEL = "upstream_updated"
+from dagster_autopilot import _dagster_internals as internals
+from dagster_autopilot.automation import labels
+
 # Node metadata: the upstream assets that made the condition true (the first few, sorted).
 UPDATED_UPSTREAM = "updated_upstream"
 _UPDATED_SHOWN = 10
@@ -43,7 +44,7 @@ class UpstreamUpdated(dg.AutomationCondition):
 
     @property
     def name(self) -> str:
-        return UPSTREAM_UPDATED_LABEL
+        return labels.UPSTREAM_UPDATED
 
     @property
     def description(self) -> str:
@@ -54,7 +55,7 @@ class UpstreamUpdated(dg.AutomationCondition):
         return False
 
     def get_label(self) -> str:
-        return UPSTREAM_UPDATED_LABEL
+        return labels.UPSTREAM_UPDATED
 
     async def evaluate(self, context: AutomationContext) -> AutomationResult:  # type: ignore[override]
         true_subset = context.get_empty_subset()
@@ -91,7 +92,9 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
     if (
         requested is not None
         and graph.get(upstream).is_materializable
-        and executable_in_same_run(asset_graph=graph, child_key=context.key, parent_key=upstream)
+        and internals.executable_in_same_run(
+            asset_graph=graph, child_key=context.key, parent_key=upstream
+        )
     ):
         result = requested.compute_intersection(candidates)
     else:

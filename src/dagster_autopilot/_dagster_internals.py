@@ -1,0 +1,182 @@
+"""Every private Dagster name the library uses, each with why no public one will do.
+
+Dagster's `_`-prefixed modules change without notice between minor versions. Keeping them here
+means a Dagster upgrade is checked in one file: `tests/test_dagster_internals.py` fails when the
+installed Dagster leaves `SUPPORTED_DAGSTER`, the range this module was written against and the
+one `pyproject.toml` pins.
+"""
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Dependencies that move with this file: a Dagster outside the range needs these names rechecked.
+SUPPORTED_DAGSTER = ">=1.13,<1.14"
+
+# Each private name, where it lives, and why the library needs it. Imported on first use (PEP 562):
+# several of these modules are heavy (the CLI, the daemon) and most processes need one or two.
+_PRIVATE_NAMES: dict[str, tuple[str, str]] = {
+    # --- Automation sensor evaluation (automation/sensor.py, automation/status.py) ---
+    # A user-code automation sensor may evaluate at most this many assets; the sensor component
+    # splits larger projects at this limit. Dagster exports no public constant for it.
+    "MAX_ASSETS_PER_USER_CODE_SENSOR": (
+        "dagster._core.definitions.automation_condition_sensor_definition",
+        "MAX_ENTITIES",
+    ),
+    # One automation tick as Dagster's user-code sensor evaluates it. The library's sensor runs the
+    # same evaluation to read every asset's evaluation tree (the audit trail); no public API
+    # returns the trees.
+    "AutomationTickEvaluationContext": (
+        "dagster._core.definitions.automation_tick_evaluation_context",
+        "AutomationTickEvaluationContext",
+    ),
+    # Wraps an evaluation function the way `SensorDefinition` does for its own; needed to give the
+    # automation sensor an evaluation function of the library's (no public hook exists).
+    "wrap_sensor_evaluation": ("dagster._core.definitions.sensor_definition", "wrap_sensor_evaluation"),
+    # The instigator type of sensors, to read the automation sensors' cursors from the instance.
+    "InstigatorType": ("dagster._core.scheduler.instigation", "InstigatorType"),
+    # An automation sensor's cursor, to and from the string the instance stores: the sensor's
+    # evaluation must produce it, and the status reads the backoff guard's state from it.
+    "asset_daemon_cursor_from_instigator_serialized_cursor": (
+        "dagster._daemon.asset_daemon",
+        "asset_daemon_cursor_from_instigator_serialized_cursor",
+    ),
+    "asset_daemon_cursor_to_instigator_serialized_cursor": (
+        "dagster._daemon.asset_daemon",
+        "asset_daemon_cursor_to_instigator_serialized_cursor",
+    ),
+    # Whether a parent and a child can be built in the same run (same code location, partitions
+    # mapped one-to-one); `UpstreamUpdated` counts a requested parent only then, as Dagster's
+    # `any_deps_updated()` does.
+    "executable_in_same_run": (
+        "dagster._core.definitions.assets.graph.asset_graph",
+        "executable_in_same_run",
+    ),
+    # Cron schedules: the next tick (the status's "next refresh") and a cron string's validity (YAML
+    # checks), exactly as Dagster's schedules and `cron_tick_passed()` read them.
+    "cron_string_iterator": ("dagster._utils.schedules", "cron_string_iterator"),
+    "is_valid_cron_string": ("dagster._utils.schedules", "is_valid_cron_string"),
+    # --- Definitions loading (autopilot_deployment/definitions.py, components/checks.py) ---
+    # Whether this load initializes or reconstructs definitions: the second load of one process
+    # reuses the first one's result (seconds at 1,000 dbt models).
+    "DefinitionsLoadContext": (
+        "dagster._core.definitions.definitions_load_context",
+        "DefinitionsLoadContext",
+    ),
+    "DefinitionsLoadType": ("dagster._core.definitions.definitions_load_context", "DefinitionsLoadType"),
+    # The selection kinds that name assets (`key:...`, plain keys), checked against the assets the
+    # components define so that a misspelt key fails `dg check defs`.
+    "KeysAssetSelection": ("dagster._core.definitions.asset_selection", "KeysAssetSelection"),
+    "KeyWildCardAssetSelection": (
+        "dagster._core.definitions.asset_selection",
+        "KeyWildCardAssetSelection",
+    ),
+    # --- Runs (runs/launcher.py, runs/guard.py) ---
+    # The run launcher runs each run as `dagster api execute_run` does, inside a forked process:
+    # these are the pieces that command is made of, and the launcher interface it implements.
+    "execute_run_command_body": ("dagster._cli.api", "_execute_run_command_body"),
+    "start_run_cancellation_thread": (
+        "dagster._core.execution.run_cancellation_thread",
+        "start_run_cancellation_thread",
+    ),
+    "capture_interrupts": ("dagster._utils.interrupts", "capture_interrupts"),
+    "InstanceRef": ("dagster._core.instance", "InstanceRef"),
+    "ConfigurableClassData": ("dagster._serdes", "ConfigurableClassData"),
+    "DefaultRunLauncher": ("dagster._core.launcher", "DefaultRunLauncher"),
+    "LaunchRunContext": ("dagster._core.launcher", "LaunchRunContext"),
+    "CheckRunHealthResult": ("dagster._core.launcher", "CheckRunHealthResult"),
+    "WorkerStatus": ("dagster._core.launcher", "WorkerStatus"),
+    # The statuses of a run that has not finished (queued, starting, started, canceling...): a new
+    # run of a scheduled job must not overlap one of them.
+    "NOT_FINISHED_STATUSES": ("dagster._core.storage.dagster_run", "NOT_FINISHED_STATUSES"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PRIVATE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _PRIVATE_NAMES[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+# --- Private members ---------------------------------------------------------------------------
+
+
+def capture_evaluation_results(evaluation_context: Any) -> list[Sequence[Any]]:
+    """A list that receives the per-asset `AutomationResult`s of `evaluation_context.evaluate()`.
+
+    Dagster's tick evaluation keeps each asset's evaluation tree to itself and returns only their
+    serialized summaries; the audit needs the trees (labels, metadata). So the evaluator's
+    `evaluate` is wrapped to keep what it returns.
+    """
+    evaluator = evaluation_context._evaluator
+    original_evaluate = evaluator.evaluate
+    captured: list[Sequence[Any]] = []
+
+    def evaluate_and_capture():
+        results, subsets = original_evaluate()
+        captured.append(results)
+        return results, subsets
+
+    evaluator.evaluate = evaluate_and_capture
+    return captured
+
+
+def set_sensor_evaluation(sensor: Any, evaluate: Callable[[Any], Any]) -> None:
+    """Makes `evaluate(context)` the evaluation function of an automation condition sensor.
+
+    `AutomationConditionSensorDefinition` wires Dagster's own evaluation in its constructor and
+    offers no parameter for another; the library's sensor evaluates the same way, plus the audit.
+    """
+    sensor._raw_fn = evaluate
+    wrap_sensor_evaluation = __getattr__("wrap_sensor_evaluation")
+    sensor._evaluation_fn = wrap_sensor_evaluation(sensor.name, evaluate)
+
+
+def sensor_constructor_arguments(sensor: Any) -> dict[str, Any]:
+    """The arguments an automation condition sensor was built with, to build a copy of it.
+
+    `with_attributes` (called by `Definitions` to attach jobs or metadata) rebuilds the sensor from
+    these; Dagster keeps them only as private attributes.
+    """
+    return {
+        "target": sensor._sensor_target,
+        "tags": sensor._tags,
+        "run_tags": sensor._run_tags,
+        "metadata": sensor._metadata,
+        "emit_backfills": sensor._emit_backfills,
+    }
+
+
+def dbt_project_copy_dir(project_manager: Any, state_path: Path) -> Path:
+    """Where dagster-dbt's component prepares its copy of the dbt project for `state_path`.
+
+    The parse cache checks the manifest there before deciding to skip `dbt parse`; dagster-dbt
+    computes the folder with a private method.
+    """
+    return project_manager._local_project_dir(state_path)
+
+
+def dbt_prepare_cli_args(preparer: Any) -> list[str]:
+    """The `dbt` arguments dagster-dbt's preparer parses a project with, to parse it the same way."""
+    return list(preparer._prepare_project_cli_args)
+
+
+def dbt_invalidate_seeds_in_partial_parse(preparer: Any, project: Any) -> None:
+    """Makes dbt's partial parse re-read the seeds, as dagster-dbt does before each parse."""
+    preparer._invalidate_seeds_in_partial_parse(project)
+
+
+__all__ = [
+    *_PRIVATE_NAMES,
+    "SUPPORTED_DAGSTER",
+    "capture_evaluation_results",
+    "dbt_invalidate_seeds_in_partial_parse",
+    "dbt_prepare_cli_args",
+    "dbt_project_copy_dir",
+    "sensor_constructor_arguments",
+    "set_sensor_evaluation",
+]
