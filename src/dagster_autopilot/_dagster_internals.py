@@ -2,8 +2,8 @@
 
 Dagster's `_`-prefixed modules change without notice between minor versions. Keeping them here
 means a Dagster upgrade is checked in one file: `tests/test_dagster_internals.py` fails when the
-installed Dagster leaves `SUPPORTED_DAGSTER`, the range this module was written against and the
-one `pyproject.toml` pins.
+installed Dagster or dagster-dbt leaves `SUPPORTED_DAGSTER` / `SUPPORTED_DAGSTER_DBT`, the ranges
+this module was written against and the ones `pyproject.toml` pins, or when a name here is gone.
 """
 
 import importlib
@@ -13,6 +13,7 @@ from typing import Any
 
 # Dependencies that move with this file: a Dagster outside the range needs these names rechecked.
 SUPPORTED_DAGSTER = ">=1.13,<1.14"
+SUPPORTED_DAGSTER_DBT = ">=0.29,<0.30"
 
 # Each private name, where it lives, and why the library needs it. Imported on first use (PEP 562):
 # several of these modules are heavy (the CLI, the daemon) and most processes need one or two.
@@ -72,6 +73,10 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
         "dagster._core.definitions.asset_selection",
         "KeyWildCardAssetSelection",
     ),
+    # A component's YAML declaration, to report a bad reference at the file and line that made it.
+    "YamlDecl": ("dagster.components.core.decl", "YamlDecl"),
+    # The fields of a Dagster record (an asset selection), to walk a selection for the keys it names.
+    "record_fields": ("dagster_shared.record", "as_dict"),
     # --- Runs (runs/launcher.py, runs/guard.py) ---
     # The run launcher runs each run as `dagster api execute_run` does, inside a forked process:
     # these are the pieces that command is made of, and the launcher interface it implements.
@@ -151,13 +156,14 @@ def sensor_constructor_arguments(sensor: Any) -> dict[str, Any]:
     }
 
 
-def dbt_project_copy_dir(project_manager: Any, state_path: Path) -> Path:
-    """Where dagster-dbt's component prepares its copy of the dbt project for `state_path`.
+def dbt_project_copy_dir(component: Any, state_path: Path) -> Path:
+    """Where a dagster-dbt `DbtProjectComponent` prepares its copy of the dbt project for
+    `state_path`.
 
     The parse cache checks the manifest there before deciding to skip `dbt parse`; dagster-dbt
-    computes the folder with a private method.
+    computes the folder with a private method of a private member.
     """
-    return project_manager._local_project_dir(state_path)
+    return component._project_manager._local_project_dir(state_path)
 
 
 def dbt_prepare_cli_args(preparer: Any) -> list[str]:
@@ -173,6 +179,7 @@ def dbt_invalidate_seeds_in_partial_parse(preparer: Any, project: Any) -> None:
 __all__ = [
     *_PRIVATE_NAMES,
     "SUPPORTED_DAGSTER",
+    "SUPPORTED_DAGSTER_DBT",
     "capture_evaluation_results",
     "dbt_invalidate_seeds_in_partial_parse",
     "dbt_prepare_cli_args",

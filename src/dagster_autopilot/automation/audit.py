@@ -20,8 +20,8 @@ from dagster_autopilot.automation.apply import PRIORITY_METADATA, RUN_TAGS_METAD
 from dagster_autopilot.automation.guardrails import (
     EXPIRED_MATERIALIZATION,
     FAILURES,
+    IS_PAUSED,
     NEXT_ALLOWED,
-    PAUSED,
     TO_RESUME,
 )
 
@@ -147,7 +147,7 @@ def decide(result: AutomationResult) -> Decision | None:
             next_allowed = _metadata_value(guard, NEXT_ALLOWED)
         if not _true(guard):
             outcome = labels.HELD_BY[label]
-            if label == labels.BACKOFF_ALLOWS and _metadata_value(guard, PAUSED):
+            if label == labels.BACKOFF_ALLOWS and _metadata_value(guard, IS_PAUSED):
                 outcome = labels.PAUSED
             break
     if outcome in (labels.REQUESTED, labels.PAUSED):

@@ -2,12 +2,12 @@
 
 import zoneinfo
 
-from dagster._utils.schedules import is_valid_cron_string
+from dagster_autopilot import _dagster_internals as internals
 
 
 def valid_cron(cron: str) -> str:
     """`cron` itself, or a ValueError that says what a valid one looks like."""
-    if not is_valid_cron_string(cron):
+    if not internals.is_valid_cron_string(cron):
         raise ValueError(f"'{cron}' is not a valid cron schedule (expected e.g. '0 6 * * *')")
     return cron
 

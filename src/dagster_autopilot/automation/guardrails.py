@@ -21,7 +21,7 @@ from dagster_autopilot.automation.policy import BackoffPolicy
 EXPIRED_MATERIALIZATION = "expired_materialization_timestamp"
 FAILURES = "consecutive_failures"
 NEXT_ALLOWED = "next_allowed_timestamp"
-PAUSED = "paused"
+IS_PAUSED = "paused"
 # How a pause is lifted, shown wherever a pause is: a pause has no end time of its own.
 TO_RESUME = "materialize it successfully (a manual run will do) or change its code"
 # More failures than any sensible `max_failures` are never needed to decide.
@@ -226,7 +226,7 @@ class BackoffAllows(dg.AutomationCondition):
             true_subset = context.get_empty_subset()
         metadata = {FAILURES: dg.MetadataValue.int(failures.failures)}
         if failures.paused:
-            metadata[PAUSED] = dg.MetadataValue.bool(True)
+            metadata[IS_PAUSED] = dg.MetadataValue.bool(True)
         elif failures.next_allowed is not None:
             metadata[NEXT_ALLOWED] = dg.MetadataValue.timestamp(failures.next_allowed)
         return AutomationResult(context, true_subset, cursor=cursor, metadata=metadata)

@@ -224,7 +224,7 @@ class AutomationPolicy(dg.Model):
         return words + self._describe_guardrails()
 
     def _describe_guardrails(self) -> str:
-        # Only what differs from the defaults, so the common policies read as before.
+        # Only what differs from the defaults, so the common policies stay one short sentence.
         extras = []
         if self.freshness is not None:
             extras.append(f"or when older than {self.freshness.ttl}")

@@ -1,5 +1,5 @@
 """The YAML-facing component classes, one module each; `dagster_autopilot` exports them.
 
 Each only translates its fields into Dagster objects; the asset logic lives in
-`dagster_autopilot.assets`, and the automation conditions in `dagster_autopilot.automation`.
+`dagster_autopilot.pipelines`, and the automation conditions in `dagster_autopilot.automation`.
 """

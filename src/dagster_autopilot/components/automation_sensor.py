@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.automation_condition_sensor_definition import MAX_ENTITIES
 from pydantic import Field
 
+from dagster_autopilot._dagster_internals import MAX_ASSETS_PER_USER_CODE_SENSOR
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.components.fields import ComponentModel, integer
 
@@ -46,7 +46,9 @@ class AutomationSensorComponent(ComponentModel):
     running_by_default: bool = True
     """Start the sensors RUNNING. Set `false` to start them STOPPED and switch them on in the UI."""
 
-    max_assets_per_sensor: integer(minimum=1, maximum=MAX_ENTITIES) = MAX_ENTITIES
+    max_assets_per_sensor: integer(minimum=1, maximum=MAX_ASSETS_PER_USER_CODE_SENSOR) = (
+        MAX_ASSETS_PER_USER_CODE_SENSOR
+    )
     """Automated assets per sensor; at most 500, Dagster's limit for user-code sensors."""
 
     run_tags: dict[str, str] = Field(default_factory=dict)

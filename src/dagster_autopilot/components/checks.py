@@ -20,13 +20,12 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.asset_selection import KeysAssetSelection, KeyWildCardAssetSelection
-from dagster.components.core.component_tree import ComponentTree
-from dagster.components.core.decl import YamlDecl
-from dagster_shared.record import as_dict
 from pydantic import BaseModel
+
+from dagster_autopilot import _dagster_internals as internals
 
 
 class InvalidComponentReferenceError(Exception):
@@ -39,7 +38,8 @@ class DeclaredComponent:
 
     component: dg.Component
     defs: dg.Definitions
-    decl: YamlDecl
+    decl: Any
+    """The component's `YamlDecl` (a Dagster-internal type, see `_dagster_internals`)."""
     name: str
     """`defs/talent/defs.yaml[4] (VectorMatchComponent)`, as `dg` prints the component tree."""
 
@@ -62,7 +62,7 @@ class DeclaredComponent:
         return next((name for name in names if getattr(self.component, name) == value), None)
 
 
-def check_component_tree(tree: ComponentTree) -> None:
+def check_component_tree(tree: dg.ComponentTree) -> None:
     """Raises one error listing every duplicate name and every reference to an unknown asset."""
     declared = list(declared_components(tree))
     problems = [*duplicate_names(declared), *unknown_assets(declared)]
@@ -72,12 +72,12 @@ def check_component_tree(tree: ComponentTree) -> None:
         )
 
 
-def declared_components(tree: ComponentTree) -> Iterator[DeclaredComponent]:
+def declared_components(tree: dg.ComponentTree) -> Iterator[DeclaredComponent]:
     """Every YAML-declared component with its (already built, cached) definitions."""
     documents = [
         (loc, decl)
         for loc, decl in tree.find_root_decl().iterate_loc_component_decl_pairs()
-        if isinstance(decl, YamlDecl) and decl.source_tree is not None
+        if isinstance(decl, internals.YamlDecl) and decl.source_tree is not None
     ]
     files = Counter(decl.source_tree.source_position_tree.position.filename for _, decl in documents)
     for loc, decl in documents:
@@ -162,12 +162,12 @@ def _names_no_asset(name: str, defined: set[str]) -> str:
 
 def _named_keys(selection: dg.AssetSelection) -> Iterator[str]:
     """The key patterns a selection names, at any depth (`key:a or key:b+` names `a` and `b`)."""
-    if isinstance(selection, KeyWildCardAssetSelection):
+    if isinstance(selection, internals.KeyWildCardAssetSelection):
         yield selection.selected_key_wildcard
-    elif isinstance(selection, KeysAssetSelection):
+    elif isinstance(selection, internals.KeysAssetSelection):
         yield from (key.to_user_string() for key in selection.selected_keys)
     else:
-        for value in as_dict(selection).values():
+        for value in internals.record_fields(selection).values():
             # An operand is a selection, or a list of them (selections are tuples themselves).
             operands = [value] if isinstance(value, dg.AssetSelection) else value
             for operand in operands if isinstance(operands, (list, tuple)) else []:

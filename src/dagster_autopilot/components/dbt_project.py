@@ -10,6 +10,7 @@ import dagster as dg
 from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
 
+from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
@@ -127,7 +128,7 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         dbt_parse_cache.wait_for_refresh(state_path)
         fingerprint = self._fingerprint()
         # Where the prepared copy's manifest lives; the copy itself may not exist yet.
-        copy_dir = self._project_manager._local_project_dir(state_path)
+        copy_dir = internals.dbt_project_copy_dir(self, state_path)
         manifest = copy_dir / Path(project.manifest_path).relative_to(project.project_dir)
         if self.reuse_parse and dbt_parse_cache.is_fresh(state_path, fingerprint, manifest):
             state_path.touch()
@@ -145,7 +146,7 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
             # reload, so that the reloaded code server finds the state fresh and skips the parse.
             refresh = None
             if state_path is not None and self.reuse_parse:
-                copy_dir = self._project_manager._local_project_dir(state_path)
+                copy_dir = internals.dbt_project_copy_dir(self, state_path)
                 refresh = dbt_parse_cache.refresher(self.dbt_project, state_path, copy_dir)
             dev_reload.watch_in_dev(
                 self._parse_inputs(),

@@ -26,7 +26,7 @@ class ClearSchemaErrors:
 
 @functools.cache
 def with_clear_schema_errors(model: type[BaseModel]) -> type[BaseModel]:
-    """`model`, validating as before, with a JSON schema that picks each `anyOf` by JSON type."""
+    """`model`, validating the same way, with a JSON schema that picks each `anyOf` by JSON type."""
 
     def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
         return by_json_type(super(clear, cls).model_json_schema(*args, **kwargs))

@@ -19,6 +19,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagster_autopilot import _dagster_internals as internals
+
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject
 
@@ -95,7 +97,7 @@ def _in_process_parse_args(project: "DbtProject") -> list[str] | None:
         return None  # a custom preparer: only it knows what preparing means
     target_path = Path(project.project_dir, project.target_path)
     args = [
-        *project.preparer._prepare_project_cli_args,
+        *internals.dbt_prepare_cli_args(project.preparer),
         "--project-dir",
         str(project.project_dir),
         "--profiles-dir",
@@ -137,7 +139,7 @@ def parse_in_process(project: "DbtProject") -> None:
     if not result.success:
         raise DbtParseError(f"dbt parse failed in {project.project_dir}: {result.exception}")
     # As dagster-dbt does after its parse: seeds are parsed again at run time, from the copy.
-    project.preparer._invalidate_seeds_in_partial_parse(project)
+    internals.dbt_invalidate_seeds_in_partial_parse(project.preparer, project)
 
 
 def refresh_state(project: "DbtProject", state_path: Path, copy_dir: Path, fingerprint: str) -> None:

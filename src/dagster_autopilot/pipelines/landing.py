@@ -287,7 +287,7 @@ def _create_tables(session: Session, table: str, spec: RecordSpec) -> None:
         )
     }
     for name, kind in LEDGER_COLUMNS:
-        if name not in present:  # a ledger written before the column existed
+        if name not in present:  # a ledger created by an older version of the library
             sql_type = session.warehouse.sql_type(kind)
             session.execute(f"alter table {LEDGER_TABLE} add column {name} {sql_type}")
 
@@ -321,7 +321,7 @@ def _ledger(session: Session, table: str) -> dict[str, _FileState]:
     )
     ledger = {}
     for name, sha, status, reason, last_line, *counts in rows:
-        # A ledger row from before the status column is a landed file.
+        # A ledger row written by a version without the status column is a landed file.
         state = _FileState(
             name, sha, status or LANDED, reason, last_line or 0, *(n or 0 for n in counts)
         )

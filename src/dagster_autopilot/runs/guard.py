@@ -6,7 +6,8 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 import dagster as dg
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+from dagster_autopilot._dagster_internals import NOT_FINISHED_STATUSES
 
 
 def find_blocking_run(

@@ -24,19 +24,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psutil
-from dagster import Array, Field
-from dagster._cli.api import _execute_run_command_body
-from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
-from dagster._core.instance import DagsterInstance, InstanceRef
-from dagster._core.launcher import (
+from dagster import Array, DagsterInstance, DagsterRun, Field
+
+from dagster_autopilot._dagster_internals import (
     CheckRunHealthResult,
+    ConfigurableClassData,
     DefaultRunLauncher,
+    InstanceRef,
     LaunchRunContext,
     WorkerStatus,
+    capture_interrupts,
+    execute_run_command_body,
+    start_run_cancellation_thread,
 )
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._serdes import ConfigurableClassData
-from dagster._utils.interrupts import capture_interrupts
 
 # Which process runs a run, so that `terminate` (called by the webserver) can interrupt it, and
 # when it started, so that another process that later gets the same pid is not taken for it.
@@ -209,7 +209,7 @@ def _run_worker(run_id: str, instance_ref: InstanceRef) -> None:
     with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
         watcher, stop_watching = start_run_cancellation_thread(instance, run_id)
         try:
-            _execute_run_command_body(
+            execute_run_command_body(
                 run_id, instance, lambda _event: None, set_exit_code_on_failure=False
             )
         finally:
