@@ -51,6 +51,13 @@ def test_run_monitoring_fails_a_dead_worker_s_run_within_two_minutes(
     # A dead worker is found at the daemon's next monitoring pass, and its run failed at once (no
     # attempt to resume it).
     assert dev_instance.run_monitoring_poll_interval_seconds <= DEAD_WORKER_DEADLINE_SECONDS / 2
+    # A worker that dies before its run starts leaves the run STARTING, which monitoring fails
+    # only after the start timeout, seen at the next pass after it.
+    start_deadline = (
+        dev_instance.run_monitoring_start_timeout_seconds
+        + dev_instance.run_monitoring_poll_interval_seconds
+    )
+    assert start_deadline <= DEAD_WORKER_DEADLINE_SECONDS
     assert dev_instance.run_monitoring_max_resume_run_attempts == 0
     assert isinstance(dev_instance.run_launcher, PreloadedRunLauncher)
 

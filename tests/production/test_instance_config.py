@@ -80,6 +80,10 @@ def test_run_monitoring_and_no_prompt(instance_ref: InstanceRef):
     # A run whose worker is gone (after a daemon restart, when no launcher watches the worker) is
     # failed at the next monitoring pass: well within 2 minutes, not after the default 120 s.
     assert instance_ref.settings["run_monitoring"]["poll_interval_seconds"] <= 60
+    # A worker that dies before its run starts leaves it STARTING: failed after the start timeout,
+    # at the next pass after it, also within 2 minutes.
+    monitoring = instance_ref.settings["run_monitoring"]
+    assert monitoring["start_timeout_seconds"] + monitoring["poll_interval_seconds"] <= 120
     assert instance_ref.settings["nux"] == {"enabled": False}
     assert instance_ref.settings["telemetry"] == {"enabled": False}
 
