@@ -214,7 +214,9 @@ def build_everything_with_dbt(defs: dg.Definitions) -> dg.ExecuteInProcessResult
     """Materializes every asset with dbt for real; every asset builds and every dbt test passes."""
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, instance=instance, raise_on_error=False)
+        result = dg.materialize(
+            assets, resources=defs.resources, instance=instance, raise_on_error=False
+        )
     assert result.success, [
         event.message for event in result.all_events if event.is_failure or event.is_step_failure
     ]
@@ -326,7 +328,7 @@ def with_policies(defs: dg.Definitions, policies: dict[str, dict]) -> dg.Definit
         a.map_asset_specs(override) if isinstance(a, dg.AssetsDefinition) else a
         for a in defs.assets or []
     ]
-    return dg.Definitions(assets=assets)
+    return dg.Definitions(assets=assets, resources=defs.resources)
 
 
 def finish_run(ticker: Ticker, run: dg.DagsterRun, key: str, code_version: str) -> None:

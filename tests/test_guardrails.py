@@ -103,7 +103,8 @@ def test_a_code_change_lifts_the_pause(guarded):
                 )
             )
             for a in ticker.defs.assets
-        ]
+        ],
+        resources=ticker.defs.resources,
     )
     assert ticker.tick() == {"stg_orders"}, "its code changed: the pause is lifted"
 

@@ -32,7 +32,7 @@ def test_the_sensor_tags_the_runs_it_launches_and_counts_its_decisions(project_d
     assets = with_policies(
         project_defs, {EXPIRED_VIEW: {"freshness": {"ttl": "6h"}, "priority": 7}}
     ).assets
-    defs = dg.Definitions(assets=assets, sensors=[sensor])
+    defs = dg.Definitions(assets=assets, sensors=[sensor], resources=project_defs.resources)
     repository = defs.get_repository_def()
     now = datetime.datetime.now(datetime.UTC)
     built_at = now - datetime.timedelta(hours=7)
@@ -74,7 +74,7 @@ def test_the_sensor_tags_the_runs_it_launches_and_counts_its_decisions(project_d
 
 def test_counters_and_decisions_per_tick(project_defs):
     sensor = AutopilotAutomationSensor("counted", target=ANALYTICS)
-    defs = dg.Definitions(assets=project_defs.assets, sensors=[sensor])
+    defs = dg.Definitions(assets=project_defs.assets, sensors=[sensor], resources=project_defs.resources)
     repository = defs.get_repository_def()
     with dg.instance_for_test() as instance:
         ticker = Ticker(defs, instance, datetime.datetime.now(datetime.UTC))
@@ -104,7 +104,11 @@ def test_counters_and_decisions_per_tick(project_defs):
 def test_a_paused_decision_says_how_to_lift_the_pause(project_defs):
     sensor = AutopilotAutomationSensor("pausing", target=ANALYTICS)
     policies = {"stg_orders": {"backoff": {"base": "1m", "max_failures": 1}}}
-    defs = dg.Definitions(assets=with_policies(project_defs, policies).assets, sensors=[sensor])
+    defs = dg.Definitions(
+        assets=with_policies(project_defs, policies).assets,
+        sensors=[sensor],
+        resources=project_defs.resources,
+    )
     repository = defs.get_repository_def()
     with dg.instance_for_test() as instance:
         ticker = Ticker(defs, instance, MONDAY_1AM)

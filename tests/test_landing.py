@@ -198,6 +198,7 @@ class Arrivals:
         assets = self.defs.get_assets_def(TABLE)
         return dg.materialize(
             [assets],
+            resources=self.defs.resources,
             instance=self.instance,
             tags={**request.tags, "dagster/run_key": request.run_key},
             raise_on_error=False,

@@ -67,7 +67,9 @@ def ticker_over(yaml_defs):
         def make(*keys: str) -> SensorTicker:
             shipped = next(s for s in yaml_defs.sensors if isinstance(s, AutopilotAutomationSensor))
             sensor = AutopilotAutomationSensor(shipped.name, target=dg.AssetSelection.assets(*keys))
-            defs = dg.Definitions(assets=yaml_defs.assets, sensors=[sensor])
+            defs = dg.Definitions(
+                assets=yaml_defs.assets, sensors=[sensor], resources=yaml_defs.resources
+            )
             return SensorTicker(defs, instance, MONDAY_1AM, sensor=sensor)
 
         yield make

@@ -4,19 +4,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.definitions_load_context import (
-    DefinitionsLoadContext,
-    DefinitionsLoadType,
-)
 
+from dagster_autopilot._dagster_internals import DefinitionsLoadContext, DefinitionsLoadType
 from dagster_autopilot.components.checks import check_component_tree
-from dagster_autopilot.warehouse.connection import use_project_warehouse_by_default
-
-# `src/autopilot_deployment/defs` is a symlink to the top-level `defs/`, so `dg` finds the YAML where
-# it looks for it and users edit it at the top of the repository.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-use_project_warehouse_by_default(PROJECT_ROOT)
 
 # The definitions of this process's last initialization, until a reconstruction takes them.
 _initialized: list[dg.Definitions] = []
@@ -41,7 +31,11 @@ def reuse_initialized_defs(build: Callable[[], dg.Definitions]) -> dg.Definition
 
 
 def load_checked_defs() -> dg.Definitions:
-    """`dg.load_from_defs_folder`, then the checks across components (`components/checks.py`)."""
+    """`dg.load_from_defs_folder`, then the checks across components (`components/checks.py`).
+
+    `src/autopilot_deployment/defs` is a symlink to the top-level `defs/`, so `dg` finds the YAML
+    where it looks for it and users edit it at the top of the repository.
+    """
     tree = dg.ComponentTree.for_project(path_within_project=Path(__file__).parent)
     built = tree.build_defs()
     check_component_tree(tree)

@@ -92,6 +92,7 @@ class AutomationSensorComponent(ComponentModel):
         root = Path(context.defs_module_path)
         own = Path(context.path).resolve()
         assets: list = []
+        resources: dict = {}
         for entry in sorted(root.iterdir()):
             if entry.name.startswith((".", "_")) or entry.resolve() == own:
                 continue
@@ -99,7 +100,9 @@ class AutomationSensorComponent(ComponentModel):
                 continue
             if entry.is_file() and entry.suffix != ".py":
                 continue
-            assets.extend(context.build_defs(entry).assets or [])
+            built = context.build_defs(entry)
+            assets.extend(built.assets or [])
+            resources.update(built.resources or {})
         specs = [
             spec
             for item in assets
@@ -109,6 +112,7 @@ class AutomationSensorComponent(ComponentModel):
         keys = [spec.key for spec in specs]
         if self.target.strip() in ("*", ""):
             return keys
-        graph = dg.Definitions(assets=assets).resolve_asset_graph()
+        # With the assets' resources: Dagster builds no graph while a required resource is missing.
+        graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
         targeted = self._selection().resolve(graph, allow_missing=True)
         return [key for key in keys if key in targeted]

@@ -15,7 +15,12 @@ from dagster_autopilot.pipelines.embedding import (
     embedding_plan_metadata,
 )
 from dagster_autopilot.vectors import Embedder, HashingEmbedder, SentenceTransformerEmbedder
-from dagster_autopilot.warehouse.connection import Warehouse, table_name
+from dagster_autopilot.warehouse.connection import table_name
+from dagster_autopilot.warehouse.resource import (
+    DEFAULT_WAREHOUSE,
+    WAREHOUSE_RESOURCE_KEY,
+    WarehouseResource,
+)
 
 
 class EmbedderConfig(dg.Model):
@@ -47,6 +52,7 @@ class EmbeddingComponent(ComponentModel):
 
     Only records whose content hash is new or changed are embedded; vectors of records that left
     the source are deleted. Each run records what it processed, skipped, and what that cost.
+    Both tables are in the `warehouse` resource, which these definitions provide with its default.
     """
 
     source: str
@@ -109,8 +115,10 @@ class EmbeddingComponent(ComponentModel):
         spec = with_run_tags(spec, {"autopilot/kind": "embedding"})
 
         @dg.multi_asset(specs=[spec], name=f"embed_{target_table}")
-        def embed(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-            report = embed_incrementally(Warehouse.from_env(), source, target_table, embedder)
+        def embed(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        ) -> dg.MaterializeResult:
+            report = embed_incrementally(warehouse.warehouse(), source, target_table, embedder)
             context.log.info(
                 "embedded %d records into %s (%d unchanged, %d deleted), %d tokens, $%.4f",
                 report.records_embedded,
@@ -122,7 +130,7 @@ class EmbeddingComponent(ComponentModel):
             )
             return dg.MaterializeResult(metadata=report.metadata(embedder))
 
-        return dg.Definitions(assets=[embed])
+        return dg.Definitions(assets=[embed], resources={WAREHOUSE_RESOURCE_KEY: DEFAULT_WAREHOUSE})
 
     def _code_version(self) -> str:
         """Changes with the embedder or the columns read: such an edit re-embeds through automation."""

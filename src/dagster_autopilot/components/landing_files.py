@@ -12,7 +12,11 @@ from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.components.fields import ComponentModel, Policy, integer
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import RecordSpec
-from dagster_autopilot.warehouse.connection import Warehouse
+from dagster_autopilot.warehouse.resource import (
+    DEFAULT_WAREHOUSE,
+    WAREHOUSE_RESOURCE_KEY,
+    WarehouseResource,
+)
 
 
 class LandingFilesComponent(ComponentModel):
@@ -35,6 +39,9 @@ class LandingFilesComponent(ComponentModel):
     - with `completion_marker: _SUCCESS`, write the files, then an empty `_SUCCESS` in the folder
       (touch it again after the next batch).
     See `dagster_autopilot.pipelines.landing` for how the sensor and the ledger share the work.
+
+    The asset writes to the `warehouse` resource (`dagster_autopilot.warehouse.resource`), which
+    these definitions provide with its default: the warehouse dbt's target names.
     """
 
     asset_key: str
@@ -115,13 +122,15 @@ class LandingFilesComponent(ComponentModel):
         )
 
         @dg.multi_asset(specs=[spec], name=f"land_{table}")
-        def raw_table(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        def raw_table(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        ) -> dg.MaterializeResult:
             # The sensor's window; a manual or automated run takes what has been still a while.
             until = int(context.run.tags.get(landing.WINDOW_TAG, 0)) or (
                 time.time_ns() - max(int(settle_seconds * 1e9), landing.CLOCK_MARGIN_NS)
             )
             files = [*samples, *landing.settled_files(folder, until, marker)]
-            report = landing.ingest(Warehouse.from_env(), table, record_spec, files)
+            report = landing.ingest(warehouse.warehouse(), table, record_spec, files)
             for name, why in report.files_rejected.items():
                 context.log.warning("rejected %s, not landed: %s", name, why)
             context.log.info(
@@ -166,7 +175,11 @@ class LandingFilesComponent(ComponentModel):
             )
             return dg.SensorResult(run_requests=[request], cursor=cursor.dump())
 
-        return dg.Definitions(assets=[raw_table], sensors=[arrivals])
+        return dg.Definitions(
+            assets=[raw_table],
+            sensors=[arrivals],
+            resources={WAREHOUSE_RESOURCE_KEY: DEFAULT_WAREHOUSE},
+        )
 
     def _code_version(self, samples: list[Path]) -> str:
         """Changes with the record spec or a sample file, so such an edit is seen as a code change."""

@@ -7,7 +7,12 @@ import dagster as dg
 from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.components.fields import ComponentModel, Policy, integer, number
 from dagster_autopilot.pipelines.matching import MatchSides, match_incrementally
-from dagster_autopilot.warehouse.connection import Warehouse, table_name
+from dagster_autopilot.warehouse.connection import table_name
+from dagster_autopilot.warehouse.resource import (
+    DEFAULT_WAREHOUSE,
+    WAREHOUSE_RESOURCE_KEY,
+    WarehouseResource,
+)
 
 
 class VectorMatchComponent(ComponentModel):
@@ -16,6 +21,8 @@ class VectorMatchComponent(ComponentModel):
     Scores are exact cosine similarities. Only new or changed candidates are matched against all
     jobs, and only new or changed jobs against all candidates; untouched pairs are kept. The
     output (`candidate_id`, `job_id`, `score`, `rank`, `matched_at`) is written in one transaction.
+    All three tables are in the `warehouse` resource, which these definitions provide with its
+    default.
     """
 
     candidates: str
@@ -77,9 +84,11 @@ class VectorMatchComponent(ComponentModel):
         )
 
         @dg.multi_asset(specs=[spec], name=f"match_{output_table}")
-        def match(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        def match(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        ) -> dg.MaterializeResult:
             report = match_incrementally(
-                Warehouse.from_env(),
+                warehouse.warehouse(),
                 sides,
                 output_table,
                 self.top_k,
@@ -99,7 +108,7 @@ class VectorMatchComponent(ComponentModel):
             )
             return dg.MaterializeResult(metadata=report.metadata())
 
-        return dg.Definitions(assets=[match])
+        return dg.Definitions(assets=[match], resources={WAREHOUSE_RESOURCE_KEY: DEFAULT_WAREHOUSE})
 
     def _code_version(self) -> str:
         """Changes with `top_k` or `min_score`: the stored matches would no longer follow them."""

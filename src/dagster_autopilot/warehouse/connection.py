@@ -2,7 +2,8 @@
 
 The same switch that points dbt at a target points the Python assets at it: `DBT_TARGET=postgres`
 selects PostgreSQL from the `POSTGRES_*` variables, anything else the DuckDB file in
-`AUTOPILOT_DUCKDB_PATH`. So dbt models and Python assets always share one warehouse.
+`AUTOPILOT_DUCKDB_PATH`. So dbt models and Python assets always share one warehouse. Asset bodies
+reach it through the `warehouse` resource (`resource.py`), which reads the same variables.
 """
 
 import csv
@@ -11,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,11 @@ DUCKDB_LOCK_POLL_SECONDS = 0.5
 # Every DuckDB file starts with a 8-byte checksum, then this magic.
 DUCKDB_MAGIC = b"DUCK"
 DUCKDB_MAGIC_OFFSET = 8
+
+DUCKDB_PATH_MISSING = (
+    f"{DUCKDB_PATH_ENV} is not set: set it to the DuckDB file of the warehouse, or set "
+    f"{TARGET_ENV}=postgres and the POSTGRES_* variables."
+)
 
 # Rows per INSERT batch: large enough to be fast, small enough to bound memory for wide vector rows.
 INSERT_BATCH_ROWS = 2_000
@@ -109,6 +115,39 @@ Column = tuple[str, str]
 
 
 @dataclass(frozen=True)
+class PostgresServer:
+    """Where a PostgreSQL warehouse is and who connects. A field left `None` is read from its
+    `POSTGRES_*` variable when a connection opens, as dbt's `postgres` target reads it."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    # Kept out of the repr, so a logged or printed warehouse never shows it.
+    password: str | None = field(default=None, repr=False)
+    dbname: str | None = None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """psycopg2's keyword arguments; a missing `POSTGRES_USER` or `POSTGRES_DB` raises KeyError."""
+        password = self.password
+        if password is None:
+            password = os.environ.get("POSTGRES_PASSWORD", "")
+        return {
+            "host": self.host or os.environ.get("POSTGRES_HOST", "localhost"),
+            "port": self.port or int(os.environ.get("POSTGRES_PORT", "5432")),
+            "user": self.user or os.environ["POSTGRES_USER"],
+            "password": password,
+            "dbname": self.dbname or os.environ["POSTGRES_DB"],
+        }
+
+    def describe(self, schema: str) -> str:
+        """The server, database and schema, never the password."""
+        host = self.host or os.environ.get("POSTGRES_HOST", "localhost")
+        port = self.port or os.environ.get("POSTGRES_PORT", "5432")
+        dbname = self.dbname or os.environ.get("POSTGRES_DB")
+        return f"postgresql://{host}:{port}/{dbname} schema {schema}"
+
+
+@dataclass(frozen=True)
 class Warehouse:
     """A DuckDB file or a PostgreSQL schema, with the few operations the Python assets need.
 
@@ -119,6 +158,8 @@ class Warehouse:
     kind: Literal["duckdb", "postgres"]
     duckdb_path: str | None = None
     schema: str = "main"
+    postgres: PostgresServer = PostgresServer()
+    """The PostgreSQL server of a `postgres` warehouse; its unset fields come from the environment."""
 
     @classmethod
     def from_env(cls) -> "Warehouse":
@@ -126,19 +167,14 @@ class Warehouse:
             return cls(kind="postgres", schema=os.environ.get("POSTGRES_SCHEMA", "analytics"))
         path = os.environ.get(DUCKDB_PATH_ENV)
         if not path:
-            raise RuntimeError(
-                f"{DUCKDB_PATH_ENV} is not set: set it to the DuckDB file of the warehouse, or set "
-                f"{TARGET_ENV}=postgres and the POSTGRES_* variables."
-            )
+            raise RuntimeError(DUCKDB_PATH_MISSING)
         return cls(kind="duckdb", duckdb_path=path)
 
     def describe(self) -> str:
         """Where the data is, for logs and metadata; never includes a password."""
         if self.kind == "duckdb":
             return f"duckdb:{self.duckdb_path}"
-        host = os.environ.get("POSTGRES_HOST", "localhost")
-        port = os.environ.get("POSTGRES_PORT", "5432")
-        return f"postgresql://{host}:{port}/{os.environ.get('POSTGRES_DB')} schema {self.schema}"
+        return self.postgres.describe(self.schema)
 
     def ensure_usable(self) -> None:
         """Raises `WarehouseUnusableError` naming the file when the DuckDB file is damaged."""
@@ -162,13 +198,7 @@ class Warehouse:
         if self.kind == "postgres":
             import psycopg2
 
-            connection = psycopg2.connect(
-                host=os.environ.get("POSTGRES_HOST", "localhost"),
-                port=int(os.environ.get("POSTGRES_PORT", "5432")),
-                user=os.environ["POSTGRES_USER"],
-                password=os.environ.get("POSTGRES_PASSWORD", ""),
-                dbname=os.environ["POSTGRES_DB"],
-            )
+            connection = psycopg2.connect(**self.postgres.connect_kwargs())
             with connection.cursor() as cursor:
                 # The commit ends the turn; the session's own transaction starts after it.
                 _take_turns_creating(cursor, f"schema {self.schema}")
