@@ -2,7 +2,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from harness import MONDAY_1AM, Ticker, copy_project, load_defs
+from harness import MONDAY_1AM, Ticker, shipped_defs, shipped_project
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,16 +22,15 @@ def _warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project_root() -> Path:
     """A copy of the project shared by the tests that do not edit it."""
-    return copy_project(tmp_path_factory.mktemp("project"))
+    return shipped_project()
 
 
 @pytest.fixture(scope="session")
 def project_defs(project_root: Path) -> dg.Definitions:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AUTOPILOT_DUCKDB_PATH", str(project_root / "parse-only.duckdb"))
-        return load_defs(project_root)
+    """The definitions of `project_root`; the harness's asset sets are read from the same load."""
+    return shipped_defs()
 
 
 @pytest.fixture

@@ -3,19 +3,23 @@
 Tests that edit SQL work on a copy of the project, so the repository is never touched.
 """
 
+import atexit
 import datetime
+import functools
 import importlib.util
 import itertools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster.components.core.component_tree import ComponentTree
 from dagster.components.utils import project_paths
 from dagster_dbt.dbt_manifest import read_manifest_path
@@ -23,36 +27,6 @@ from dagster_dbt.dbt_manifest import read_manifest_path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A Monday, one hour after midnight UTC: the tables' 06:00 cron tick is five hours away.
 MONDAY_1AM = datetime.datetime(2026, 1, 5, 1, 0, tzinfo=datetime.UTC)
-# Every asset of the analytics dbt project, as the end-to-end builds expect to materialize them.
-ANALYTICS_ASSETS = frozenset(
-    {
-        "raw_customers",
-        "raw_orders",
-        "stg_customers",
-        "stg_orders",
-        "customer_orders",
-        "order_summary",
-        "customer_segments",
-        "daily_revenue",
-    }
-)
-# The talent-matching pipeline: landed files -> dbt normalization -> vectors -> matches.
-TALENT_ASSETS = frozenset(
-    {
-        "raw_candidates",
-        "raw_jobs",
-        "normalized_candidates",
-        "normalized_jobs",
-        "candidate_vectors",
-        "job_vectors",
-        "matches",
-    }
-)
-ALL_ASSETS = ANALYTICS_ASSETS | TALENT_ASSETS
-# The analytics project's assets by dbt materialization (their shipped policies differ by it).
-SEEDS = frozenset({"raw_customers", "raw_orders"})
-VIEWS = frozenset({"stg_customers", "stg_orders"})
-TABLES = frozenset({"customer_orders", "order_summary", "customer_segments", "daily_revenue"})
 PROJECT_FILES = ("dg.toml", "pyproject.toml", "defs", "analytics_dbt", "src", "data")
 _IGNORED = shutil.ignore_patterns("target", "logs", ".local_defs_state", "dbt_packages", "*.duckdb*")
 _module_ids = itertools.count()
@@ -100,6 +74,92 @@ def load_defs(project_root: Path) -> dg.Definitions:
     sys.modules[name] = module
     with _as_dg_loads(project_root):
         return ComponentTree.from_module(defs_module=module, project_root=project_root).build_defs()
+
+
+@functools.cache
+def shipped_project() -> Path:
+    """A copy of the project, shared for the life of the test process by every test that reads it
+    without editing it."""
+    root = Path(tempfile.mkdtemp(prefix="autopilot-project-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return copy_project(root)
+
+
+@functools.cache
+def shipped_defs() -> dg.Definitions:
+    """The definitions of `shipped_project()`, loaded at most once per test process: a load takes
+    seconds, since it refreshes the dbt components' state as `dg` does."""
+    root = shipped_project()
+    with pytest.MonkeyPatch.context() as patch:
+        # A load builds nothing; the tests that build point dbt at warehouses of their own.
+        patch.setenv("AUTOPILOT_DUCKDB_PATH", str(root / "parse-only.duckdb"))
+        return load_defs(root)
+
+
+ANALYTICS_GROUP = "analytics"
+TALENT_GROUP = "talent"
+# The tag the dbt component puts on every dbt asset: seed, view, table, incremental...
+MATERIALIZATION_TAG = "dagster/materialization"
+
+
+@dataclass(frozen=True)
+class AssetSets:
+    """Asset names as the tests select them, read from loaded definitions' groups and tags."""
+
+    everything: frozenset[str]
+    analytics: frozenset[str]
+    """The analytics dbt project's assets."""
+    talent: frozenset[str]
+    """The talent-matching pipeline: landed files -> dbt normalization -> vectors -> matches."""
+    seeds: frozenset[str]
+    views: frozenset[str]
+    tables: frozenset[str]
+    """The analytics assets by dbt materialization (their shipped policies differ by it); an
+    incremental model is a table here."""
+
+    @classmethod
+    def of(cls, defs: dg.Definitions) -> "AssetSets":
+        def analytics_materialized_as(*materializations: str) -> frozenset[str]:
+            return assets_where(
+                defs,
+                lambda spec: (
+                    spec.group_name == ANALYTICS_GROUP
+                    and spec.tags.get(MATERIALIZATION_TAG) in materializations
+                ),
+            )
+
+        return cls(
+            everything=assets_where(defs, lambda spec: True),
+            analytics=assets_where(defs, lambda spec: spec.group_name == ANALYTICS_GROUP),
+            talent=assets_where(defs, lambda spec: spec.group_name == TALENT_GROUP),
+            seeds=analytics_materialized_as("seed"),
+            views=analytics_materialized_as("view"),
+            tables=analytics_materialized_as("table", "incremental"),
+        )
+
+
+@functools.cache
+def asset_sets() -> AssetSets:
+    """The shipped project's asset sets; the first call loads its definitions."""
+    return AssetSets.of(shipped_defs())
+
+
+# The names tests import (`from harness import SEEDS`) resolve on first access, through
+# `asset_sets()`, so importing the harness alone loads no definitions.
+_ASSET_SET_NAMES = {
+    "ALL_ASSETS": "everything",
+    "ANALYTICS_ASSETS": "analytics",
+    "TALENT_ASSETS": "talent",
+    "SEEDS": "seeds",
+    "VIEWS": "views",
+    "TABLES": "tables",
+}
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    if name in _ASSET_SET_NAMES:
+        return getattr(asset_sets(), _ASSET_SET_NAMES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -221,7 +281,7 @@ def build_everything_with_dbt(defs: dg.Definitions) -> dg.ExecuteInProcessResult
         event.message for event in result.all_events if event.is_failure or event.is_step_failure
     ]
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == ALL_ASSETS
+    assert materialized == AssetSets.of(defs).everything
     checks = result.get_asset_check_evaluations()
     declared = {key for definition in assets for key in definition.check_keys}
     assert len(declared) > 20, "the dbt tests surface as asset checks"
@@ -241,10 +301,12 @@ def run_at_clock(ticker: Ticker, keys: Iterable[str], fail: bool = False) -> dg.
 
 @dataclass
 class AnalyticsTicker(Ticker):
-    """A `Ticker` that evaluates only the analytics dbt project's assets, so tests about it do not
-    depend on what other components of the project automate."""
+    """A `Ticker` that evaluates only the analytics dbt project's assets of the definitions it
+    ticks, so tests about it do not depend on what other components of the project automate."""
 
-    selection: frozenset[str] | None = ANALYTICS_ASSETS
+    def __post_init__(self) -> None:
+        if self.selection is None:
+            self.selection = AssetSets.of(self.defs).analytics
 
 
 def start_dg_check_defs(root: Path) -> subprocess.Popen:

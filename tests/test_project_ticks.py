@@ -117,20 +117,15 @@ def test_the_cron_tables_wait_for_their_cron_tick(sensor_ticker):
         assert sensor_ticker.tick() == set()
 
 
-def test_the_harness_asset_sets_are_the_ones_the_definitions_tag(project_defs):
-    # The harness names its sets once; here they are read back from the loaded definitions'
-    # groups and dbt materialization tags, so a model added or moved fails here.
-    def materialized_as(kind: str) -> frozenset[str]:
-        return assets_where(
-            project_defs,
-            lambda spec: (
-                spec.group_name == "analytics" and spec.tags.get("dagster/materialization") == kind
-            ),
-        )
-
-    assert _everything(project_defs) == ALL_ASSETS
-    assert assets_where(project_defs, lambda s: s.group_name == "analytics") == ANALYTICS_ASSETS
-    assert _talent(project_defs) == TALENT_ASSETS
-    assert materialized_as("seed") == SEEDS
-    assert materialized_as("view") == VIEWS
-    assert materialized_as("table") | materialized_as("incremental") == TABLES
+def test_the_harness_asset_sets_hold_the_assets_they_are_named_for():
+    # The other tests compare ticks against these sets, which the harness reads from the
+    # definitions' groups and materialization tags; a reading that breaks (a renamed group or tag)
+    # gives empty sets that those comparisons could match, so well-known assets pin each set here.
+    assert "raw_customers" in SEEDS
+    assert "stg_orders" in VIEWS
+    assert {"customer_orders", "daily_revenue"} <= TABLES, "an incremental model is a table"
+    assert "matches" in TALENT_ASSETS
+    assert "normalized_candidates" in TALENT_ASSETS - TABLES, "only analytics tables are TABLES"
+    # Every analytics asset is a seed, a view or a table; every asset is analytics or talent.
+    assert SEEDS | VIEWS | TABLES == ANALYTICS_ASSETS
+    assert ANALYTICS_ASSETS | TALENT_ASSETS == ALL_ASSETS
