@@ -182,6 +182,7 @@ class Arrivals:
         self.defs, self.instance, self.clock, self.probe = defs, instance, clock, probe
         self.sensor = defs.get_sensor_def(f"{TABLE}_arrivals")
         self.cursor: str | None = None
+        self.skip_reason: str | None = None
 
     def tick(self, advance: float = 0.0) -> list[dg.RunRequest]:
         self.clock.advance(advance)
@@ -189,17 +190,16 @@ class Arrivals:
             instance=self.instance, cursor=self.cursor, definitions=self.defs
         )
         result = self.sensor.evaluate_tick(context)
-        self.cursor = result.cursor
+        self.cursor, self.skip_reason = result.cursor, result.skip_message
         wait_for_the_file_clock_to_pass(time.time_ns(), self.probe)
         return list(result.run_requests)
 
     def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        """The run the daemon would launch for `request`."""
-        assets = self.defs.get_assets_def(TABLE)
-        return dg.materialize(
-            [assets],
-            resources=self.defs.resources,
+        """The run the daemon would launch for `request`: of the asset job, selecting the table."""
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
             instance=self.instance,
+            asset_selection=list(request.asset_selection),
             tags={**request.tags, "dagster/run_key": request.run_key},
             raise_on_error=False,
         )
@@ -362,6 +362,39 @@ def test_a_failed_landing_run_is_requested_again_after_a_backoff(
     assert sensor.run(retry).success
     assert ledger(Warehouse.from_env(), "retry.jsonl") == [("landed", None, 5, 5, 0)]
     assert sensor.tick(advance=600) == [], "a landed window is not requested again"
+
+
+def test_no_landing_run_is_requested_while_one_is_in_progress(arrivals, monkeypatch: pytest.MonkeyPatch):
+    sensor, folder = arrivals
+    candidates, _ = generate(10, 0, seed=17)
+    write_records(folder / "big.jsonl", candidates[:5], CANDIDATE_SPEC)
+    [first] = sensor.tick() + sensor.tick()
+    real_ingest, during_run = landing.ingest, []
+
+    def ticks_while_landing(*args, **kwargs):
+        # A big file takes a minute: another file arrives and the sensor ticks meanwhile.
+        write_records(folder / "late.jsonl", candidates[5:], CANDIDATE_SPEC)
+        for _ in range(3):
+            during_run.append((sensor.tick(advance=10), sensor.skip_reason))
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr(landing, "ingest", ticks_while_landing)
+    result = sensor.run(first)
+    monkeypatch.setattr(landing, "ingest", real_ingest)
+    assert result.success
+    assert [requests for requests, _ in during_run] == [[], [], []]
+    for _, reason in during_run:
+        assert result.run_id in reason, f"the skip reason names the run it waits for: {reason}"
+
+    [late] = sensor.tick()
+    assert late.tags["autopilot/arrivals"] == "late.jsonl", "the files that arrived meanwhile"
+    assert sensor.run(late).success
+    assert sensor.tick(advance=600) + sensor.tick() == []
+    warehouse = Warehouse.from_env()
+    assert ledger(warehouse, "big.jsonl") == [("landed", None, 5, 5, 0)]
+    assert ledger(warehouse, "late.jsonl") == [("landed", None, 5, 5, 0)]
+    landed = f"select count(*) from {TABLE} where source_file in ('big.jsonl', 'late.jsonl')"
+    assert count(warehouse, landed) == 10
 
 
 # --- A damaged warehouse fails fast, naming the file. ---

@@ -12,6 +12,7 @@ from dagster_autopilot.automation.apply import apply_policy
 from dagster_autopilot.components.fields import ComponentModel, Policy, integer
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import RecordSpec
+from dagster_autopilot.runs.guard import find_blocking_run
 from dagster_autopilot.warehouse.resource import (
     DEFAULT_WAREHOUSE,
     WAREHOUSE_RESOURCE_KEY,
@@ -23,8 +24,10 @@ class LandingFilesComponent(ComponentModel):
     """A raw-table asset fed by CSV or JSONL files, and a sensor that requests it when files land.
 
     The sensor requests one run for the files that settled since its last look, and again after
-    a backoff when that run fails. The asset ingests every settled file not yet in the warehouse's
-    arrivals ledger, so a file sent again, a repeated record, or a manual run duplicates nothing.
+    a backoff when that run fails. While a run that builds the table is queued or in progress, it
+    requests nothing; the files that arrive meanwhile are requested once that run ends. The asset
+    ingests every settled file not yet in the warehouse's arrivals ledger, so a file sent again, a
+    repeated record, or a manual run duplicates nothing.
     Malformed rows go to `<asset>_quarantine` with a reason, and records in = records kept +
     records quarantined. A file that cannot be read at all (bad header, not UTF-8...) is rejected
     with its reason, in the quarantine (line 0) and the run's metadata, and the other files land;
@@ -162,6 +165,7 @@ class LandingFilesComponent(ComponentModel):
                 settle_seconds=settle_seconds,
                 marker=marker,
                 last_run_failed=_last_run_failed(context.instance, cursor),
+                run_in_progress=_run_in_progress(context, dg.AssetKey(table)),
             )
             if decision.run_key is None:
                 return dg.SensorResult(skip_reason=decision.reason, cursor=cursor.dump())
@@ -198,6 +202,20 @@ def _last_run_failed(instance: dg.DagsterInstance, cursor: landing.ArrivalsCurso
     )
     failed = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
     return bool(runs) and runs[0].status in failed
+
+
+def _run_in_progress(context: dg.SensorEvaluationContext, key: dg.AssetKey) -> str | None:
+    """Which unfinished run builds `key`, if any: the sensor's own runs, automation and manual
+    runs alike. The sensor's runs are of the shared asset job, so only the asset counts."""
+    repository = context.repository_def
+
+    def keys_of_job(name: str) -> set[dg.AssetKey]:
+        if repository is None or not repository.has_job(name):
+            return set()  # a job of another code location
+        return set(repository.get_job(name).asset_layer.selected_asset_keys)
+
+    blocking = find_blocking_run(context.instance, None, {key}, keys_of_job)
+    return None if blocking is None else blocking[1]
 
 
 def _resolve(root: Path, name: str) -> Path:

@@ -28,7 +28,9 @@ less `CLOCK_MARGIN_NS` for coarse file clocks) and older than `settle_seconds`. 
 one run for the settled window [watermark, end) with a run key unique to the window, and the run
 lands every ready file stamped before `end` that the ledger lacks, so files of a failed run are
 landed by the next one. The sensor remembers its last request: if that run fails, it requests the
-window again after a backoff, under a new run key, without waiting for another arrival.
+window again after a backoff, under a new run key, without waiting for another arrival. While a run
+that builds the table is queued or in progress, the sensor requests nothing and keeps its
+watermark: two runs landing the same file at once would collide on the ledger's guard.
 """
 
 import hashlib
@@ -618,12 +620,19 @@ def look_for_arrivals(
     settle_seconds: float = 0,
     marker: CompletionMarker = "none",
     last_run_failed: bool = False,
+    run_in_progress: str | None = None,
 ) -> ArrivalsDecision:
     """Decides whether to request a landing run: for files settled since the watermark, or again
-    for the last request if its run failed and its backoff is over."""
+    for the last request if its run failed and its backoff is over. While a landing run is in
+    progress (`run_in_progress` says which), it requests nothing and keeps its watermark, so the
+    files that arrive meanwhile are requested by the first look after that run ends."""
     previous_look, cursor.look_ns = cursor.look_ns, now_ns
     if previous_look is None:
         return ArrivalsDecision(cursor, reason="first look at the folder")
+    if run_in_progress:
+        # A second run would resume the same files and fail on the ledger's guard. The look
+        # still counts: a file unchanged since it is settled when the run ends.
+        return ArrivalsDecision(cursor, reason=f"waiting for the landing run to end: {run_in_progress}")
     until = min(previous_look - CLOCK_MARGIN_NS, now_ns - int(settle_seconds * 1e9))
     new: list[str] = []
     if until > cursor.watermark_ns:

@@ -12,7 +12,7 @@ from dagster_autopilot._dagster_internals import NOT_FINISHED_STATUSES
 
 def find_blocking_run(
     instance: dg.DagsterInstance,
-    job_name: str,
+    job_name: str | None,
     asset_keys: AbstractSet[dg.AssetKey],
     keys_of_job: Callable[[str], AbstractSet[dg.AssetKey]] = lambda job_name: set(),
 ) -> tuple[dg.DagsterRun, str] | None:
@@ -20,11 +20,12 @@ def find_blocking_run(
 
     A run blocks when it is a run of the same job, or when it builds any of `asset_keys`: an
     automation-launched run of one of the job's tables counts as much as the job itself. A run with
-    no explicit asset selection builds every asset of its job (`keys_of_job`).
+    no explicit asset selection builds every asset of its job (`keys_of_job`). With `job_name`
+    None (runs of a shared asset job, as a sensor's), only the assets count.
     """
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
     for run in runs:
-        if run.job_name == job_name:
+        if job_name is not None and run.job_name == job_name:
             return (
                 run,
                 f"job '{job_name}' already has run {run.run_id} ({run.status.value})",
