@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 from harness import start_dg_check_defs
 
+from dagster_autopilot.components.landing_files import LandingFilesComponent
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import QUARANTINE_REASONS
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
@@ -206,18 +207,46 @@ class Arrivals:
 
 
 @pytest.fixture
-def arrivals(project_defs, project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The sensor with a clock the test moves; no margin for coarse file clocks, as the ticks
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The sensors' clock, moved by the test; no margin for coarse file clocks, as the ticks
     wait for the file clock themselves."""
     clock = Clock()
     monkeypatch.setattr(landing, "clock_ns", clock, raising=False)
     monkeypatch.setattr(landing, "CLOCK_MARGIN_NS", 0, raising=False)
+    return clock
+
+
+@pytest.fixture
+def arrivals(project_defs, project_root: Path, tmp_path: Path, clock: Clock):
+    """The project's sensor of `raw_candidates`, with a clock the test moves."""
     folder = project_root / ".data" / "landing" / "candidates"
     probe = project_root / ".data" / f"clock-probe-{tmp_path.name}"
     probe.parent.mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test() as instance, landed_files_removed(folder):
         yield Arrivals(project_defs, instance, clock, probe), folder
     probe.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def configured_arrivals(tmp_path: Path, clock: Clock):
+    """Builds `raw_candidates` and its sensor with the given fields of `LandingFilesComponent`
+    (`settle_seconds`, `completion_marker`...), landing from a folder of the test's own."""
+    folder = tmp_path / "landing"
+
+    def build(**fields) -> Arrivals:
+        component = LandingFilesComponent(
+            asset_key=TABLE,
+            landing_dir=str(folder),
+            id_column=CANDIDATE_SPEC.id_column,
+            columns=dict(CANDIDATE_SPEC.columns),
+            required=list(CANDIDATE_SPEC.required),
+            **fields,
+        )
+        defs = component.build_defs(dg.ComponentTree.for_test().load_context)
+        return Arrivals(defs, instance, clock, tmp_path / "clock-probe")
+
+    with dg.instance_for_test() as instance:
+        yield build, folder
 
 
 def test_the_arrivals_sensor_requests_each_new_file_once(arrivals):
@@ -395,6 +424,37 @@ def test_no_landing_run_is_requested_while_one_is_in_progress(arrivals, monkeypa
     assert ledger(warehouse, "late.jsonl") == [("landed", None, 5, 5, 0)]
     landed = f"select count(*) from {TABLE} where source_file in ('big.jsonl', 'late.jsonl')"
     assert count(warehouse, landed) == 10
+
+
+def test_a_file_is_requested_only_once_settle_seconds_old(configured_arrivals):
+    build, folder = configured_arrivals
+    sensor = build(settle_seconds=30)
+    candidates, _ = generate(3, 0, seed=18)
+    write_records(folder / "slow.jsonl", candidates, CANDIDATE_SPEC)
+    assert sensor.tick() == []
+    assert sensor.tick(advance=10) == [], "10 s old, unchanged since the last look"
+    assert sensor.tick(advance=10) == [], "20 s old"
+    [request] = sensor.tick(advance=15)
+    assert request.tags["autopilot/arrivals"] == "slow.jsonl"
+    assert sensor.run(request).success
+    assert ledger(Warehouse.from_env(), "slow.jsonl") == [("landed", None, 3, 3, 0)]
+    assert sensor.tick(advance=60) == []
+
+
+@pytest.mark.parametrize("marker_name", ["ready.csv.done", "ready.done"])
+def test_a_file_is_requested_only_once_its_done_marker_exists(configured_arrivals, marker_name):
+    build, folder = configured_arrivals
+    sensor = build(completion_marker=".done")
+    candidates, _ = generate(3, 0, seed=19)
+    write_records(folder / "ready.csv", candidates, CANDIDATE_SPEC, file_format="csv")
+    assert sensor.tick() == []
+    # The clock stays put: a marker written later must not seem older than the sensor's looks.
+    assert sensor.tick() + sensor.tick() == [], "complete only with its marker"
+    (folder / marker_name).touch()
+    requests = sensor.tick() + sensor.tick() + sensor.tick()
+    assert [r.tags["autopilot/arrivals"] for r in requests] == ["ready.csv"]
+    assert sensor.run(requests[0]).success
+    assert ledger(Warehouse.from_env(), "ready.csv") == [("landed", None, 3, 3, 0)]
 
 
 # --- A damaged warehouse fails fast, naming the file. ---
