@@ -58,7 +58,7 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
     # checks), exactly as Dagster's schedules and `cron_tick_passed()` read them.
     "cron_string_iterator": ("dagster._utils.schedules", "cron_string_iterator"),
     "is_valid_cron_string": ("dagster._utils.schedules", "is_valid_cron_string"),
-    # --- Definitions loading (autopilot_deployment/definitions.py, components/checks.py) ---
+    # --- Definitions loading (project.py, components/checks.py) ---
     # Whether this load initializes or reconstructs definitions: the second load of one process
     # reuses the first one's result (seconds at 1,000 dbt models).
     "DefinitionsLoadContext": (
