@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -408,3 +409,123 @@ def finish_run(ticker: Ticker, run: dg.DagsterRun, key: str, code_version: str) 
         DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name),
     ):
         ticker.instance.report_dagster_event(event, run_id=run.run_id)
+
+
+# --- The landing sensors, ticked with a clock the test moves: `tests/test_landing.py`, rerun on
+# PostgreSQL by `tests/production/test_landing_postgres.py`. A test module imports the fixtures it
+# uses by their function names, `<fixture>_fixture`. ---
+
+LANDING_TABLE = "raw_candidates"
+
+
+class Clock:
+    """The sensor's clock: the real time, plus what the test has moved it on by."""
+
+    def __init__(self):
+        self.offset_ns = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() + self.offset_ns
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ns += int(seconds * 1e9)
+
+
+@contextmanager
+def landed_files_removed(folder: Path):
+    """The project copy is shared: leave its landing folder as it was found."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_for_the_file_clock_to_pass(moment_ns: int, probe: Path) -> None:
+    """Waits until a file written now is stamped after `moment_ns`: file clocks are coarser than
+    the system clock, and a file written after a look must not seem older than the look."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        probe.write_bytes(b"")
+        stat = probe.stat()
+        if max(stat.st_mtime_ns, stat.st_ctime_ns) > moment_ns:
+            return
+        time.sleep(0.001)
+    raise AssertionError("the file clock did not move for 5 s")
+
+
+class Arrivals:
+    """Ticks the real arrivals sensor of `raw_candidates` and runs what it requests."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, clock: Clock, probe: Path):
+        self.defs, self.instance, self.clock, self.probe = defs, instance, clock, probe
+        self.sensor = defs.get_sensor_def(f"{LANDING_TABLE}_arrivals")
+        self.cursor: str | None = None
+        self.skip_reason: str | None = None
+
+    def tick(self, advance: float = 0.0) -> list[dg.RunRequest]:
+        self.clock.advance(advance)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, definitions=self.defs
+        )
+        result = self.sensor.evaluate_tick(context)
+        self.cursor, self.skip_reason = result.cursor, result.skip_message
+        wait_for_the_file_clock_to_pass(time.time_ns(), self.probe)
+        return list(result.run_requests)
+
+    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """The run the daemon would launch for `request`: of the asset job, selecting the table."""
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance,
+            asset_selection=list(request.asset_selection),
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture(name="clock")
+def clock_fixture(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The sensors' clock, moved by the test; no margin for coarse file clocks, as the ticks
+    wait for the file clock themselves."""
+    from dagster_autopilot.pipelines import landing
+
+    clock = Clock()
+    monkeypatch.setattr(landing, "clock_ns", clock, raising=False)
+    monkeypatch.setattr(landing, "CLOCK_MARGIN_NS", 0, raising=False)
+    return clock
+
+
+@pytest.fixture(name="arrivals")
+def arrivals_fixture(project_defs, project_root: Path, tmp_path: Path, clock: Clock):
+    """The project's sensor of `raw_candidates`, with a clock the test moves."""
+    folder = project_root / ".data" / "landing" / "candidates"
+    probe = project_root / ".data" / f"clock-probe-{tmp_path.name}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test() as instance, landed_files_removed(folder):
+        yield Arrivals(project_defs, instance, clock, probe), folder
+    probe.unlink(missing_ok=True)
+
+
+@pytest.fixture(name="configured_arrivals")
+def configured_arrivals_fixture(tmp_path: Path, clock: Clock):
+    """Builds `raw_candidates` and its sensor with the given fields of `LandingFilesComponent`
+    (`settle_seconds`, `completion_marker`...), landing from a folder of the test's own."""
+    from dagster_autopilot.components.landing_files import LandingFilesComponent
+    from dagster_autopilot.samples.talent import CANDIDATE_SPEC
+
+    folder = tmp_path / "landing"
+
+    def build(**fields) -> Arrivals:
+        component = LandingFilesComponent(
+            asset_key=LANDING_TABLE,
+            landing_dir=str(folder),
+            id_column=CANDIDATE_SPEC.id_column,
+            columns=dict(CANDIDATE_SPEC.columns),
+            required=list(CANDIDATE_SPEC.required),
+            **fields,
+        )
+        defs = component.build_defs(dg.ComponentTree.for_test().load_context)
+        return Arrivals(defs, instance, clock, tmp_path / "clock-probe")
+
+    with dg.instance_for_test() as instance:
+        yield build, folder

@@ -7,18 +7,20 @@ sensor's clock moved by the test.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from harness import start_dg_check_defs
+from harness import (  # noqa: F401 (the sensor tests' fixtures)
+    arrivals_fixture,
+    clock_fixture,
+    configured_arrivals_fixture,
+    start_dg_check_defs,
+)
 
-from dagster_autopilot.components.landing_files import LandingFilesComponent
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import QUARANTINE_REASONS
 from dagster_autopilot.samples.talent import CANDIDATE_SPEC, generate, write_records
@@ -141,114 +143,6 @@ def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
 # --- The sensor, ticked on the project's real definitions. ---
 
 
-class Clock:
-    """The sensor's clock: the real time, plus what the test has moved it on by."""
-
-    def __init__(self):
-        self.offset_ns = 0
-
-    def __call__(self) -> int:
-        return time.time_ns() + self.offset_ns
-
-    def advance(self, seconds: float) -> None:
-        self.offset_ns += int(seconds * 1e9)
-
-
-@contextmanager
-def landed_files_removed(folder: Path):
-    """The project copy is shared: leave its landing folder as it was found."""
-    try:
-        yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def wait_for_the_file_clock_to_pass(moment_ns: int, probe: Path) -> None:
-    """Waits until a file written now is stamped after `moment_ns`: file clocks are coarser than
-    the system clock, and a file written after a look must not seem older than the look."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        probe.write_bytes(b"")
-        stat = probe.stat()
-        if max(stat.st_mtime_ns, stat.st_ctime_ns) > moment_ns:
-            return
-        time.sleep(0.001)
-    raise AssertionError("the file clock did not move for 5 s")
-
-
-class Arrivals:
-    """Ticks the real arrivals sensor of `raw_candidates` and runs what it requests."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, clock: Clock, probe: Path):
-        self.defs, self.instance, self.clock, self.probe = defs, instance, clock, probe
-        self.sensor = defs.get_sensor_def(f"{TABLE}_arrivals")
-        self.cursor: str | None = None
-        self.skip_reason: str | None = None
-
-    def tick(self, advance: float = 0.0) -> list[dg.RunRequest]:
-        self.clock.advance(advance)
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, definitions=self.defs
-        )
-        result = self.sensor.evaluate_tick(context)
-        self.cursor, self.skip_reason = result.cursor, result.skip_message
-        wait_for_the_file_clock_to_pass(time.time_ns(), self.probe)
-        return list(result.run_requests)
-
-    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        """The run the daemon would launch for `request`: of the asset job, selecting the table."""
-        job = self.defs.resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(
-            instance=self.instance,
-            asset_selection=list(request.asset_selection),
-            tags={**request.tags, "dagster/run_key": request.run_key},
-            raise_on_error=False,
-        )
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The sensors' clock, moved by the test; no margin for coarse file clocks, as the ticks
-    wait for the file clock themselves."""
-    clock = Clock()
-    monkeypatch.setattr(landing, "clock_ns", clock, raising=False)
-    monkeypatch.setattr(landing, "CLOCK_MARGIN_NS", 0, raising=False)
-    return clock
-
-
-@pytest.fixture
-def arrivals(project_defs, project_root: Path, tmp_path: Path, clock: Clock):
-    """The project's sensor of `raw_candidates`, with a clock the test moves."""
-    folder = project_root / ".data" / "landing" / "candidates"
-    probe = project_root / ".data" / f"clock-probe-{tmp_path.name}"
-    probe.parent.mkdir(parents=True, exist_ok=True)
-    with dg.instance_for_test() as instance, landed_files_removed(folder):
-        yield Arrivals(project_defs, instance, clock, probe), folder
-    probe.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def configured_arrivals(tmp_path: Path, clock: Clock):
-    """Builds `raw_candidates` and its sensor with the given fields of `LandingFilesComponent`
-    (`settle_seconds`, `completion_marker`...), landing from a folder of the test's own."""
-    folder = tmp_path / "landing"
-
-    def build(**fields) -> Arrivals:
-        component = LandingFilesComponent(
-            asset_key=TABLE,
-            landing_dir=str(folder),
-            id_column=CANDIDATE_SPEC.id_column,
-            columns=dict(CANDIDATE_SPEC.columns),
-            required=list(CANDIDATE_SPEC.required),
-            **fields,
-        )
-        defs = component.build_defs(dg.ComponentTree.for_test().load_context)
-        return Arrivals(defs, instance, clock, tmp_path / "clock-probe")
-
-    with dg.instance_for_test() as instance:
-        yield build, folder
-
-
 def test_the_arrivals_sensor_requests_each_new_file_once(arrivals):
     sensor, folder = arrivals
     candidates, _ = generate(10, 0, seed=5)
@@ -270,7 +164,7 @@ def test_the_arrivals_sensor_requests_each_new_file_once(arrivals):
     assert sensor.tick() + sensor.tick() == [], "a rewrite with the same bytes is not new"
 
 
-def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals):
+def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals, warehouse: Warehouse):
     sensor, folder = arrivals
     candidates, _ = generate(3, 0, seed=16)
     write_records(folder / "good.jsonl", candidates, CANDIDATE_SPEC)
@@ -282,7 +176,7 @@ def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals):
     metadata = materialization.materialization.metadata
     assert metadata["files_rejected"].value == 1
     assert "bad.csv" in metadata["rejected_files"].value
-    assert ledger(Warehouse.from_env(), "good.jsonl") == [("landed", None, 3, 3, 0)]
+    assert ledger(warehouse, "good.jsonl") == [("landed", None, 3, 3, 0)]
 
 
 @pytest.mark.parametrize(
@@ -293,7 +187,9 @@ def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals):
         ("cut.jsonl", None, "12}\n"),
     ],
 )
-def test_a_file_still_being_written_lands_once_complete(arrivals, name, complete, cut_at):
+def test_a_file_still_being_written_lands_once_complete(
+    arrivals, warehouse: Warehouse, name, complete, cut_at
+):
     sensor, folder = arrivals
     generated, _ = generate(20, 0, seed=13)
     candidates = [
@@ -312,7 +208,6 @@ def test_a_file_still_being_written_lands_once_complete(arrivals, name, complete
     assert len(requests) == 1, "the completed file is requested once"
     assert sensor.run(requests[0]).success
 
-    warehouse = Warehouse.from_env()
     assert ledger(warehouse, name) == [("landed", None, 20, 20, 0)]
     assert count(warehouse, f"select count(*) from {TABLE}_quarantine where source_file = '{name}'") == 0
     assert (
@@ -338,7 +233,7 @@ def test_only_complete_files_are_ready_by_each_convention(tmp_path: Path):
     assert ready("_SUCCESS") == ["a.csv", "b.jsonl"], "written after the marker: next batch"
 
 
-def test_a_rewrite_keeping_size_and_mtime_is_seen(arrivals):
+def test_a_rewrite_keeping_size_and_mtime_is_seen(arrivals, warehouse: Warehouse):
     sensor, folder = arrivals
     candidates, _ = generate(4, 0, seed=14)
     path = write_records(folder / "same.jsonl", candidates[:2], CANDIDATE_SPEC)
@@ -353,7 +248,7 @@ def test_a_rewrite_keeping_size_and_mtime_is_seen(arrivals):
     requests = sensor.tick() + sensor.tick()
     assert [r.tags["autopilot/arrivals"] for r in requests] == ["same.jsonl"]
     assert sensor.run(requests[0]).success
-    assert [row[2] for row in ledger(Warehouse.from_env(), "same.jsonl")] == [2, 2]
+    assert [row[2] for row in ledger(warehouse, "same.jsonl")] == [2, 2]
 
 
 def test_the_cursor_stays_small_with_thousands_of_files(arrivals):
@@ -369,7 +264,7 @@ def test_the_cursor_stays_small_with_thousands_of_files(arrivals):
 
 
 def test_a_failed_landing_run_is_requested_again_after_a_backoff(
-    arrivals, monkeypatch: pytest.MonkeyPatch
+    arrivals, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ):
     sensor, folder = arrivals
     candidates, _ = generate(5, 0, seed=15)
@@ -389,11 +284,13 @@ def test_a_failed_landing_run_is_requested_again_after_a_backoff(
     assert retry.tags[landing.WINDOW_TAG] == first.tags[landing.WINDOW_TAG]
     assert retry.run_key != first.run_key
     assert sensor.run(retry).success
-    assert ledger(Warehouse.from_env(), "retry.jsonl") == [("landed", None, 5, 5, 0)]
+    assert ledger(warehouse, "retry.jsonl") == [("landed", None, 5, 5, 0)]
     assert sensor.tick(advance=600) == [], "a landed window is not requested again"
 
 
-def test_no_landing_run_is_requested_while_one_is_in_progress(arrivals, monkeypatch: pytest.MonkeyPatch):
+def test_no_landing_run_is_requested_while_one_is_in_progress(
+    arrivals, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+):
     sensor, folder = arrivals
     candidates, _ = generate(10, 0, seed=17)
     write_records(folder / "big.jsonl", candidates[:5], CANDIDATE_SPEC)
@@ -419,14 +316,13 @@ def test_no_landing_run_is_requested_while_one_is_in_progress(arrivals, monkeypa
     assert late.tags["autopilot/arrivals"] == "late.jsonl", "the files that arrived meanwhile"
     assert sensor.run(late).success
     assert sensor.tick(advance=600) + sensor.tick() == []
-    warehouse = Warehouse.from_env()
     assert ledger(warehouse, "big.jsonl") == [("landed", None, 5, 5, 0)]
     assert ledger(warehouse, "late.jsonl") == [("landed", None, 5, 5, 0)]
     landed = f"select count(*) from {TABLE} where source_file in ('big.jsonl', 'late.jsonl')"
     assert count(warehouse, landed) == 10
 
 
-def test_a_file_is_requested_only_once_settle_seconds_old(configured_arrivals):
+def test_a_file_is_requested_only_once_settle_seconds_old(configured_arrivals, warehouse: Warehouse):
     build, folder = configured_arrivals
     sensor = build(settle_seconds=30)
     candidates, _ = generate(3, 0, seed=18)
@@ -437,12 +333,14 @@ def test_a_file_is_requested_only_once_settle_seconds_old(configured_arrivals):
     [request] = sensor.tick(advance=15)
     assert request.tags["autopilot/arrivals"] == "slow.jsonl"
     assert sensor.run(request).success
-    assert ledger(Warehouse.from_env(), "slow.jsonl") == [("landed", None, 3, 3, 0)]
+    assert ledger(warehouse, "slow.jsonl") == [("landed", None, 3, 3, 0)]
     assert sensor.tick(advance=60) == []
 
 
 @pytest.mark.parametrize("marker_name", ["ready.csv.done", "ready.done"])
-def test_a_file_is_requested_only_once_its_done_marker_exists(configured_arrivals, marker_name):
+def test_a_file_is_requested_only_once_its_done_marker_exists(
+    configured_arrivals, warehouse: Warehouse, marker_name
+):
     build, folder = configured_arrivals
     sensor = build(completion_marker=".done")
     candidates, _ = generate(3, 0, seed=19)
@@ -454,7 +352,7 @@ def test_a_file_is_requested_only_once_its_done_marker_exists(configured_arrival
     requests = sensor.tick() + sensor.tick() + sensor.tick()
     assert [r.tags["autopilot/arrivals"] for r in requests] == ["ready.csv"]
     assert sensor.run(requests[0]).success
-    assert ledger(Warehouse.from_env(), "ready.csv") == [("landed", None, 3, 3, 0)]
+    assert ledger(warehouse, "ready.csv") == [("landed", None, 3, 3, 0)]
 
 
 # --- A damaged warehouse fails fast, naming the file. ---
