@@ -37,6 +37,9 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
     "wrap_sensor_evaluation": ("dagster._core.definitions.sensor_definition", "wrap_sensor_evaluation"),
     # The instigator type of sensors, to read the automation sensors' cursors from the instance.
     "InstigatorType": ("dagster._core.scheduler.instigation", "InstigatorType"),
+    # Whether a stored sensor state is running, stopped, or left to its default in code: `explain`
+    # says when the sensor that would request an asset is stopped.
+    "InstigatorStatus": ("dagster._core.scheduler.instigation", "InstigatorStatus"),
     # An automation sensor's cursor, to and from the string the instance stores: the sensor's
     # evaluation must produce it, and the status reads the backoff guard's state from it.
     "asset_daemon_cursor_from_instigator_serialized_cursor": (
@@ -57,6 +60,9 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
     # Cron schedules: the next tick (the status's "next refresh") and a cron string's validity (YAML
     # checks), exactly as Dagster's schedules and `cron_tick_passed()` read them.
     "cron_string_iterator": ("dagster._utils.schedules", "cron_string_iterator"),
+    # The latest cron tick at or before a time, as `cron_tick_passed()` reads it: `explain` names
+    # the tick that fired a cron trigger.
+    "reverse_cron_string_iterator": ("dagster._utils.schedules", "reverse_cron_string_iterator"),
     "is_valid_cron_string": ("dagster._utils.schedules", "is_valid_cron_string"),
     # --- Definitions loading (project.py, components/checks.py) ---
     # Whether this load initializes or reconstructs definitions: the second load of one process

@@ -44,6 +44,84 @@ def status(
     typer.echo(as_json(statuses) if json_output else as_table(statuses))
 
 
+def open_instance():
+    """The instance in DAGSTER_HOME, checked by one query; a `typer.Exit(1)` that says which
+    DAGSTER_HOME (and database) it tried when it cannot be opened or reached."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        typer.echo(
+            "error: DAGSTER_HOME is not set; set it to the folder of the Dagster instance.", err=True
+        )
+        raise typer.Exit(1)
+    try:
+        instance = dg.DagsterInstance.get()
+    except Exception as error:  # a missing folder, a bad dagster.yaml, an unreachable database
+        typer.echo(f"error: cannot open the Dagster instance in DAGSTER_HOME={home}: {error}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        instance.get_runs_count()
+    except Exception as error:
+        instance.dispose()
+        database = _storage_description(instance)
+        typer.echo(
+            f"error: cannot reach the Dagster instance's {database} (DAGSTER_HOME={home}): {error}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return instance
+
+
+def _storage_description(instance) -> str:
+    """The instance's run storage in words, without credentials: its class and, for a SQL
+    database, the host and database name."""
+    storage = instance.run_storage
+    kind = type(storage).__name__
+    url = getattr(storage, "postgres_url", None) or getattr(storage, "mysql_url", None)
+    if url:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        return f"{kind} database {parsed.database} on {parsed.host}:{parsed.port or ''}".rstrip(":")
+    return f"{kind} storage"
+
+
+@app.command()
+def explain(
+    asset: Annotated[str, typer.Argument(help="The asset key, e.g. customer_orders or a/b.")],
+    json_output: JsonFlag = False,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Evaluate at this ISO 8601 time instead of now (UTC if no offset)."),
+    ] = None,
+    project_root: ProjectRoot = Path("."),
+) -> None:
+    """Why ASSET would (or would not) be requested on the automation's next tick, and until when.
+
+    Evaluates the asset's automation condition with its sensor's stored cursor, in the instance in
+    DAGSTER_HOME, without launching anything or writing any cursor.
+    """
+    from dagster_autopilot.automation.explain import UnknownAssetError, parse_time
+    from dagster_autopilot.automation.explain import explain as explain_asset
+
+    try:
+        evaluation_time = parse_time(at) if at is not None else None
+    except ValueError as error:
+        typer.echo(f"error: --at: {error}", err=True)
+        raise typer.Exit(2) from None
+    defs = load_project_defs(project_root.resolve())
+    instance = open_instance()
+    try:
+        explanation = explain_asset(defs, instance, asset, evaluation_time)
+    except UnknownAssetError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        instance.dispose()
+    typer.echo(explanation.as_json() if json_output else explanation.as_text())
+
+
 @app.command("estimate-cost")
 def estimate_cost(
     json_output: JsonFlag = False,

@@ -1,7 +1,8 @@
 """Policy status: for each automated asset, its policy, last runs, next refresh and backoff state.
 
 Read-only: it queries the instance (runs, asset records, the sensors' cursors) and the loaded
-definitions, and never evaluates a condition.
+definitions, and never evaluates a condition. `explain.py` reports the backoff and the next refresh
+through the same functions (`backoff_state`, `next_refresh`), so the two commands never disagree.
 """
 
 import datetime
@@ -111,38 +112,107 @@ def _child_unique_id(condition: dg.AutomationCondition, label: str) -> str | Non
     return None
 
 
+@dataclass(frozen=True)
+class StoredSensor:
+    """An automation sensor's state as the instance stores it."""
+
+    name: str
+    cursor: str | None
+    """The serialized cursor of its latest tick; None before its first tick."""
+    running: bool
+    """Whether the daemon ticks it: started in the UI, or left to a RUNNING default in code."""
+
+
+def stored_sensors(instance: dg.DagsterInstance, defs: dg.Definitions) -> dict[str, StoredSensor]:
+    """The stored state of each sensor of `defs`, by name; a sensor never ticked nor toggled has
+    none, and then its default status decides whether it runs."""
+    sensors = {sensor.name: sensor for sensor in defs.sensors or []}
+    status = internals.InstigatorStatus
+    found: dict[str, StoredSensor] = {}
+    for state in instance.all_instigator_state(instigator_type=internals.InstigatorType.SENSOR):
+        sensor = sensors.get(state.name)
+        if sensor is None:
+            continue
+        declared_running = sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        running = state.status == status.RUNNING or (
+            state.status == status.DECLARED_IN_CODE and declared_running
+        )
+        cursor = getattr(state.instigator_data, "cursor", None) or None
+        found[state.name] = StoredSensor(state.name, cursor, running)
+    for name, sensor in sensors.items():
+        if name not in found:
+            running = sensor.default_status == dg.DefaultSensorStatus.RUNNING
+            found[name] = StoredSensor(name, None, running)
+    return found
+
+
+def read_sensor_cursor(cursor_text: str | None, asset_graph):
+    """A stored automation sensor cursor, or None when there is none or it cannot be read (a
+    cursor from another version: callers still report the rest)."""
+    if not cursor_text:
+        return None
+    try:
+        return internals.asset_daemon_cursor_from_instigator_serialized_cursor(cursor_text, asset_graph)
+    except Exception:
+        return None
+
+
+def code_change_storage_id(
+    cursor, key: dg.AssetKey, condition: dg.AutomationCondition | None
+) -> int | None:
+    """Where `key`'s code last changed, as its backoff guard recorded it in the sensor `cursor`."""
+    backoff_id = _child_unique_id(condition, labels.BACKOFF_ALLOWS) if condition else None
+    previous = cursor.get_previous_condition_cursor(key) if cursor and backoff_id else None
+    node = previous.node_cursors_by_unique_id.get(backoff_id) if previous else None
+    return code_changed_after(node.extra_state if node else None)
+
+
 def _code_change_storage_ids(
     instance: dg.DagsterInstance, defs: dg.Definitions, specs: Mapping[dg.AssetKey, dg.AssetSpec]
 ) -> dict[dg.AssetKey, int]:
     """Where each asset's code last changed, as its backoff guard recorded it in its sensor's cursor."""
-    names = {sensor.name for sensor in defs.sensors or []}
     graph = defs.resolve_asset_graph()
-    backoff_ids = {
-        key: _child_unique_id(spec.automation_condition, labels.BACKOFF_ALLOWS)
-        for key, spec in specs.items()
-    }
     found: dict[dg.AssetKey, int] = {}
-    sensor_states = instance.all_instigator_state(instigator_type=internals.InstigatorType.SENSOR)
-    for state in sensor_states:
-        cursor_text = getattr(state.instigator_data, "cursor", None)
-        if state.name not in names or not cursor_text:
+    for stored in stored_sensors(instance, defs).values():
+        cursor = read_sensor_cursor(stored.cursor, graph)
+        if cursor is None:
             continue
-        try:
-            cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(cursor_text, graph)
-        except Exception:  # a cursor from another version: status still shows the rest
-            continue
-        for key, backoff_id in backoff_ids.items():
-            previous = cursor.get_previous_condition_cursor(key)
-            node = previous.node_cursors_by_unique_id.get(backoff_id) if previous else None
-            changed = code_changed_after(node.extra_state if node else None)
+        for key, spec in specs.items():
+            changed = code_change_storage_id(cursor, key, spec.automation_condition)
             if changed is not None:
                 found[key] = changed
     return found
 
 
-def _next_refresh(
+def backoff_state(
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    policy: AutomationPolicy,
+    last_materialization_storage_id: int | None,
+    code_changed_storage_id: int | None,
+    now: datetime.datetime,
+) -> BackoffState:
+    """The failures that count against `key` and what its backoff makes of them at `now`: the
+    same count its backoff guard makes (failed runs since its last materialization and since its
+    code last changed)."""
+    points = [p for p in (last_materialization_storage_id, code_changed_storage_id) if p]
+    failures = failure_state(instance, key, policy.backoff, max(points) if points else None)
+    allowed = failures.next_allowed
+    return BackoffState(
+        failures=failures.failures,
+        next_allowed=_iso(allowed)
+        if allowed and allowed > now.timestamp() and not failures.paused
+        else None,
+        paused=failures.paused,
+        to_resume=TO_RESUME if failures.paused else None,
+    )
+
+
+def next_refresh(
     policy: AutomationPolicy, last_materialization: float | None, now: datetime.datetime
 ) -> tuple[str | None, str | None]:
+    """The next cron tick or TTL expiry after `now`, whichever is first, and which (`cron`,
+    `ttl`); (None, None) for a policy that only rebuilds on change."""
     candidates = []
     if policy.cron is not None:
         tick = next(internals.cron_string_iterator(now.timestamp(), policy.cron, policy.timezone))
@@ -171,10 +241,10 @@ def automation_status(
         policy = policy_of(spec.metadata) or AutomationPolicy()
         entry = records.get(key)
         last = entry.last_materialization_record if entry else None
-        points = [p for p in (last.storage_id if last else None, code_changes.get(key)) if p]
-        failures = failure_state(instance, key, policy.backoff, max(points) if points else None)
-        next_at, next_kind = _next_refresh(policy, last.timestamp if last else None, now)
-        allowed = failures.next_allowed
+        backoff = backoff_state(
+            instance, key, policy, last.storage_id if last else None, code_changes.get(key), now
+        )
+        next_at, next_kind = next_refresh(policy, last.timestamp if last else None, now)
         statuses.append(
             AssetStatus(
                 asset=key.to_user_string(),
@@ -183,14 +253,7 @@ def automation_status(
                 last_auto_run=auto_runs.get(key),
                 next_refresh=next_at,
                 next_refresh_kind=next_kind,
-                backoff=BackoffState(
-                    failures=failures.failures,
-                    next_allowed=_iso(allowed)
-                    if allowed and allowed > now.timestamp() and not failures.paused
-                    else None,
-                    paused=failures.paused,
-                    to_resume=TO_RESUME if failures.paused else None,
-                ),
+                backoff=backoff,
             )
         )
     return statuses
