@@ -570,6 +570,41 @@ PAIRS = [
         "breaking",
         cols("status"),
     ),
+    (
+        "postgres distinct on projection",
+        'select distinct on (customer_id) customer_id, amount from "autopilot_test"."analytics"."orders"'
+        " order by customer_id, order_date",
+        "select distinct on (customer_id) customer_id, amount * 2 as amount"
+        ' from "autopilot_test"."analytics"."orders"'
+        " order by customer_id, order_date",
+        "postgres",
+        "breaking",
+        cols("amount"),
+    ),
+    (
+        "distinct projection",
+        "select distinct customer_id, amount from analytics.main.orders",
+        "select distinct customer_id, amount * 2 as amount from analytics.main.orders",
+        "duckdb",
+        "breaking",
+        ALL,
+    ),
+    (
+        "set-returning projection",
+        "select id, unnest(tags) as tag from analytics.main.orders",
+        "select id, unnest(list_distinct(tags)) as tag from analytics.main.orders",
+        "duckdb",
+        "breaking",
+        ALL,
+    ),
+    (
+        "postgres set-returning projection",
+        "select id, generate_series(1, 3) as g from autopilot_test.analytics.orders",
+        "select id, generate_series(1, 4) as g from autopilot_test.analytics.orders",
+        "postgres",
+        "breaking",
+        ALL,
+    ),
     # unknown
     ("unparseable after", STG, STG + " where (", "duckdb", "unknown", ALL),
     ("unparseable before", "select from from", STG, "duckdb", "unknown", ALL),
@@ -656,6 +691,13 @@ def test_unknown_schema_is_opaque():
     assert shape.reads == {"analytics.main.unknown": ALL}
     assert affected_outputs(shape, {"analytics.main.unknown": cols("x")}) == ALL
     assert reads_any(shape, "analytics.main.unknown", cols("x")) is True
+
+
+def test_empty_schema_entry_counts_as_unknown():
+    shape = analyze("select * from analytics.main.orders", "duckdb", {ORDERS: []})
+    assert shape is not None
+    assert shape.columns is None
+    assert shape.reads == {ORDERS: ALL}
 
 
 def test_unknown_schema_with_named_columns_is_precise():
@@ -779,3 +821,24 @@ def test_analysis_is_deterministic():
             SCHEMA,
         ).column_fingerprints
     )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select a.id, u.v from analytics.main.orders a, unnest(a.tags) as u(v)",
+        "with recursive r as (select id from analytics.main.orders union all select r.id + 1 from r)"
+        " select id from r",
+        "select hash(*) as h from analytics.main.orders",
+        "select columns('amount|status') from analytics.main.orders",
+        "with s as (select distinct * from analytics.main.unknown) select a from s",
+    ],
+    ids=["lateral unnest", "recursive cte", "star argument", "duckdb columns", "distinct star"],
+)
+def test_what_the_lineage_cannot_follow_is_opaque(sql):
+    shape = analyze(sql, "duckdb", SCHEMA)
+    assert shape is not None
+    assert shape.columns is None
+    assert shape.reads
+    assert set(shape.reads.values()) == {ALL}
+    assert affected_outputs(shape, {next(iter(shape.reads)): cols("id")}) == ALL

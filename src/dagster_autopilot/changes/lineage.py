@@ -247,16 +247,12 @@ class _Lineage:
     def expression(self, scope: Scope, node: exp.Expression) -> tuple[str, _Deps]:
         """Fingerprint of an expression of `scope` with every column resolved to its definition."""
         deps: _Deps = {}
-        text = self._serialize(scope, node, deps, structure=False)
+        text = self._serialize(scope, node, deps)
         return fingerprint(text), deps
 
-    def _serialize(self, scope: Scope, node: object, deps: _Deps, *, structure: bool) -> str:
+    def _serialize(self, scope: Scope, node: object, deps: _Deps) -> str:
         if isinstance(node, list):
-            return (
-                "["
-                + ",".join(self._serialize(scope, item, deps, structure=structure) for item in node)
-                + "]"
-            )
+            return "[" + ",".join(self._serialize(scope, item, deps) for item in node) + "]"
         if not isinstance(node, exp.Expression):
             return repr(node)
         if isinstance(node, exp.RawString):
@@ -275,17 +271,26 @@ class _Lineage:
                 key, nested_deps = self.full(nested)
             _merge(deps, nested_deps)
             return f"scope({key})"
-        if isinstance(node, exp.Subquery) and id(node.this) in self.scopes:
-            return self._serialize(scope, node.this, deps, structure=structure)
         if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
             source = scope.sources.get(node.alias_or_name)
             if isinstance(source, Scope):
                 key, nested_deps = self.structure(source)
                 _merge(deps, nested_deps)
-                return f"scope({key})"
-            relation = self.relation_of(node)
-            deps.setdefault(relation, set())
-            return f"table({relation})"
+                target = f"scope({key})"
+            else:
+                relation = self.relation_of(node)
+                deps.setdefault(relation, set())
+                target = f"table({relation})"
+            # Whatever else hangs on the table (sample, time travel, pivots) changes its rows.
+            extra = {
+                arg: value
+                for arg, value in node.args.items()
+                if arg not in ("this", "db", "catalog", "alias") and value not in (None, False, [])
+            }
+            if extra:
+                target += self._serialize(scope, [f"{arg}" for arg in sorted(extra)], deps)
+                target += self._serialize(scope, [extra[arg] for arg in sorted(extra)], deps)
+            return target
         if isinstance(node, exp.TableAlias):
             if node.args.get("columns"):
                 raise _Unprovable("column list on an alias")
@@ -298,7 +303,7 @@ class _Lineage:
                 continue
             if isinstance(node, exp.Anonymous) and arg == "this" and isinstance(value, str):
                 value = value.lower()
-            parts.append(f"{arg}={self._serialize(scope, value, deps, structure=structure)}")
+            parts.append(f"{arg}={self._serialize(scope, value, deps)}")
         return f"{node.key}(" + ",".join(parts) + ")"
 
     def column(self, scope: Scope, column: exp.Column) -> tuple[str, _Deps]:
@@ -318,6 +323,13 @@ class _Lineage:
                 and name in select.named_selects
             ):
                 # A reference to a projection alias in ORDER BY / GROUP BY / HAVING / QUALIFY.
+                return self.output(scope, name)
+            if (
+                isinstance(select, exp.SetOperation)
+                and isinstance(clause, exp.Order)
+                and clause.parent is select
+            ):
+                # ORDER BY of a set operation names its output columns.
                 return self.output(scope, name)
             candidates = [
                 source for _, source in scope.selected_sources.values() if self._may_have(source, name)
@@ -359,7 +371,7 @@ class _Lineage:
             for arg in ("distinct", "side", "kind", "on", "order", "limit", "offset"):
                 value = expression.args.get(arg)
                 if value is not None and value is not False:
-                    parts.append(f"{arg}={self._serialize(scope, value, deps, structure=True)}")
+                    parts.append(f"{arg}={self._serialize(scope, value, deps)}")
             compares_rows = bool(expression.args.get("distinct")) or not isinstance(
                 expression, exp.Union
             )
@@ -377,13 +389,18 @@ class _Lineage:
         for arg, value in sorted(expression.args.items()):
             if arg in ("expressions", "with_", "with") or value is None or value is False or value == []:
                 continue
-            parts.append(f"{arg}={self._serialize(scope, value, deps, structure=True)}")
+            parts.append(f"{arg}={self._serialize(scope, value, deps)}")
         group = expression.args.get("group")
         distinct = expression.args.get("distinct")
         aggregated = not group and any(_has_aggregate(expression, p) for p in expression.expressions)
         parts.append(f"aggregated={aggregated}")
+        # Plain DISTINCT compares whole rows; DISTINCT ON compares only its own expressions,
+        # which are serialized above with the ORDER BY that picks the surviving row.
+        compares_rows = bool(distinct) and not distinct.args.get("on")
         for projection in expression.expressions:
-            if distinct or _returns_sets(projection):
+            if compares_rows or _returns_sets(projection):
+                if projection.is_star:
+                    raise _Unprovable("distinct over a relation with unknown columns")
                 key, projection_deps = self.output(scope, projection.alias_or_name)
                 parts.append(f"rows:{projection.alias_or_name}={key}")
                 _merge(deps, projection_deps)
@@ -435,6 +452,27 @@ def _returns_sets(projection: exp.Expression) -> bool:
     )
 
 
+def _check_followable(tree: exp.Expression) -> None:
+    """Refuse what hides which columns a query reads: stars left unexpanded, recursion, COLUMNS()."""
+    for node in tree.find_all(exp.Star, exp.Columns, exp.With):
+        if isinstance(node, exp.With):
+            if node.args.get("recursive"):
+                raise _Unprovable("recursive CTE")
+        elif isinstance(node, exp.Columns):
+            raise _Unprovable("COLUMNS() expression")
+        else:
+            star = node.parent if isinstance(node.parent, exp.Column) else node
+            if isinstance(star.parent, exp.Count) or (
+                isinstance(star.parent, exp.Select) and star.arg_key == "expressions"
+            ):
+                # `count(*)` counts rows; a projected `*` over a relation with unknown columns
+                # passes through only the columns that are named downstream (or makes the
+                # output unknown).
+                continue
+            # Any other `*` (`hash(*)`, `struct_pack(t.*)`, ...) reads columns no one lists.
+            raise _Unprovable("unexpanded *")
+
+
 def _mark_stars(scope: Scope) -> None:
     """Remember, on the select itself, which sources a `*` projection covers before it is expanded."""
     select = scope.expression
@@ -479,14 +517,19 @@ def _serialize_raw(node: object, relations: Mapping[str, str]) -> str:
 def analyze(sql: str, dialect: str, schema: Mapping[str, Sequence[str]]) -> ModelShape | None:
     """The shape of one compiled query, or None when sqlglot cannot parse or qualify it.
 
-    `schema` maps a parent's `relation_key` to its columns; it expands `select *` and attributes
-    unqualified columns. A parent without an entry is fine as long as the query names its columns.
+    `schema` maps a parent's `relation_key` to its complete, current column list (a parent's own
+    `ModelShape.columns` is one); it expands `select *` and attributes unqualified columns. A parent
+    without an entry, or with an empty list, counts as unknown: fine as long as the query names
+    the columns it reads, opaque (`columns=None`, reads `ALL`) where a `*` over it reaches the output.
     """
     tree = parse(sql, dialect)
     if tree is None or not isinstance(tree, exp.Query):
         return None
     known: dict[str, Sequence[str]] = {}
     for key, cols in schema.items():
+        if not cols:
+            # Documented columns can be none of the real ones; an empty list proves nothing.
+            continue
         known.setdefault(relation_key(key, dialect), cols)
         known[key] = cols
     try:
@@ -495,10 +538,14 @@ def analyze(sql: str, dialect: str, schema: Mapping[str, Sequence[str]]) -> Mode
             return None
         relations: dict[str, str] = {}
         by_key: dict[str, str] = {}
+        renamed: set[int] = set()
         for current in scope.traverse():
             for table in list(current.sources.values()):
                 if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
                     continue
+                if id(table) in renamed:
+                    continue
+                renamed.add(id(table))
                 key = relation_key(table, dialect)
                 placeholder = by_key.setdefault(key, _PLACEHOLDER.format(len(by_key)))
                 relations[placeholder] = key
@@ -534,6 +581,7 @@ def analyze(sql: str, dialect: str, schema: Mapping[str, Sequence[str]]) -> Mode
 
 
 def _shape(lineage: _Lineage, root: Scope, all_relations: list[str]) -> ModelShape:
+    _check_followable(root.expression)
     names = lineage.output_names(root)
     column_fingerprints: dict[str, str] = {}
     column_sources: dict[str, dict[str, frozenset[str]]] = {}
