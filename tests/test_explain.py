@@ -439,7 +439,29 @@ def test_a_missing_instance_names_the_dagster_home_it_tried(dagster_home, monkey
     monkeypatch.setenv("DAGSTER_HOME", str(missing))
     result = CliRunner().invoke(cli.app, ["explain", "customer_orders"])
     assert result.exit_code == 1
-    assert f"cannot open the Dagster instance in DAGSTER_HOME={missing}" in result.output
+    assert f"cannot open the Dagster instance in DAGSTER_HOME={missing} (SQLite storage under" in (
+        result.output
+    )
     monkeypatch.delenv("DAGSTER_HOME")
     result = CliRunner().invoke(cli.app, ["explain", "customer_orders"])
     assert (result.exit_code, "DAGSTER_HOME is not set" in result.output) == (1, True)
+
+
+def test_an_unreachable_database_is_named_without_its_password(dagster_home):
+    (dagster_home / "dagster.yaml").write_text(
+        "storage:\n"
+        "  postgres:\n"
+        "    postgres_db:\n"
+        "      username: autopilot\n"
+        "      password: do-not-print\n"
+        "      hostname: 127.0.0.1\n"
+        "      db_name: dagster_prod\n"
+        "      port: 1\n"
+    )
+    result = CliRunner().invoke(cli.app, ["explain", "customer_orders"])
+    assert result.exit_code == 1
+    assert (
+        f"cannot open the Dagster instance in DAGSTER_HOME={dagster_home} "
+        "(postgres database dagster_prod on 127.0.0.1:1)"
+    ) in result.output
+    assert "do-not-print" not in result.output

@@ -51,40 +51,51 @@ def open_instance():
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        typer.echo(
-            "error: DAGSTER_HOME is not set; set it to the folder of the Dagster instance.", err=True
-        )
+        typer.echo("error: DAGSTER_HOME is not set; set it to the Dagster instance's folder.", err=True)
         raise typer.Exit(1)
+    instance = None
     try:
         instance = dg.DagsterInstance.get()
-    except Exception as error:  # a missing folder, a bad dagster.yaml, an unreachable database
-        typer.echo(f"error: cannot open the Dagster instance in DAGSTER_HOME={home}: {error}", err=True)
-        raise typer.Exit(1) from None
-    try:
         instance.get_runs_count()
-    except Exception as error:
-        instance.dispose()
-        database = _storage_description(instance)
+    except Exception as error:  # a missing folder, a bad dagster.yaml, an unreachable database
+        if instance is not None:
+            instance.dispose()
         typer.echo(
-            f"error: cannot reach the Dagster instance's {database} (DAGSTER_HOME={home}): {error}",
+            f"error: cannot open the Dagster instance in DAGSTER_HOME={home} "
+            f"({configured_database(Path(home))}): {error}",
             err=True,
         )
         raise typer.Exit(1) from None
     return instance
 
 
-def _storage_description(instance) -> str:
-    """The instance's run storage in words, without credentials: its class and, for a SQL
-    database, the host and database name."""
-    storage = instance.run_storage
-    kind = type(storage).__name__
-    url = getattr(storage, "postgres_url", None) or getattr(storage, "mysql_url", None)
-    if url:
-        from sqlalchemy.engine import make_url
+def configured_database(home: Path) -> str:
+    """The storage `home`'s dagster.yaml configures, in words and without credentials: the
+    database's host, port and name, or the SQLite files under `home`."""
+    import yaml
 
-        parsed = make_url(url)
-        return f"{kind} database {parsed.database} on {parsed.host}:{parsed.port or ''}".rstrip(":")
-    return f"{kind} storage"
+    try:
+        config = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    storage = config.get("storage") if isinstance(config, dict) else None
+    for kind in ("postgres", "mysql"):
+        settings = (storage or {}).get(kind) if isinstance(storage, dict) else None
+        if not isinstance(settings, dict):
+            continue
+        url = settings.get(f"{kind}_url")
+        if isinstance(url, str):
+            from sqlalchemy.engine import make_url
+
+            return f"{kind} database {make_url(url).render_as_string(hide_password=True)}"
+        db = settings.get(f"{kind}_db") or {}
+
+        def shown(value):  # `{env: NAME}` is read from the environment by Dagster
+            return f"${value['env']}" if isinstance(value, dict) and "env" in value else value
+
+        host, port, name = (shown(db.get(f)) for f in ("hostname", "port", "db_name"))
+        return f"{kind} database {name} on {host}:{port or 'default port'}"
+    return f"SQLite storage under {home}"
 
 
 @app.command()
