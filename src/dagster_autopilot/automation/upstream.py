@@ -11,6 +11,10 @@ Each of those counts as updated as Dagster's `any_deps_updated()` counts a paren
 since the previous tick in a run that did not also build this asset (that run already used the new
 data), or it is requested on this very tick and can run in the same run.
 
+Column awareness: when both assets are dbt models of one project (`changes/affected.py`), a direct
+parent's materialization counts only if it changed a column this asset reads; a parent requested on
+this tick for a code change is not counted until it has run and recorded which columns it changed.
+
 Why not `any_deps_match(...).resolve_through_virtual() | any_deps_match(...).allow(views)`, which
 says the same: Dagster gives every dependency an `EntityMatches` subtree of seven nodes, and hashes
 and serializes every node of every asset into the sensor cursor on each tick. Through deep view
@@ -25,6 +29,7 @@ from dagster import AutomationContext, AutomationResult
 
 from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation import labels
+from dagster_autopilot.changes.affected import CODE_VERSION_TAG, is_column_aware, sees_update
 
 # Node metadata: the upstream assets that made the condition true (the first few, sorted).
 UPDATED_UPSTREAM = "updated_upstream"
@@ -89,12 +94,14 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
     graph = context.asset_graph
     # Requested on this tick, and buildable in the same run as this asset.
     requested = context.request_subsets_by_key.get(upstream)
+    column_aware = is_column_aware(context.key, upstream)
     if (
         requested is not None
         and graph.get(upstream).is_materializable
         and internals.executable_in_same_run(
             asset_graph=graph, child_key=context.key, parent_key=upstream
         )
+        and not (column_aware and _code_change_pending(context, upstream))
     ):
         result = requested.compute_intersection(candidates)
     else:
@@ -115,4 +122,27 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
     with_this_asset = await view.compute_latest_run_matches_subset(
         from_subset=newly, filter_fn=built_with_this_asset
     )
-    return result.compute_union(newly.compute_difference(with_this_asset))
+    newly = newly.compute_difference(with_this_asset)
+    if (
+        column_aware
+        and not newly.is_empty
+        and not sees_update(
+            view.instance, context.key, upstream, context.previous_temporal_context.last_event_id
+        )
+    ):
+        return result
+    return result.compute_union(newly)
+
+
+def _code_change_pending(context: AutomationContext, upstream: dg.AssetKey) -> bool:
+    """Whether `upstream`'s code version differs from the one it was last built with.
+
+    Such a parent is rebuilt for its code; which of its columns that changes is known once it has
+    run, so a column-aware child waits for that materialization instead of joining its run.
+    """
+    queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
+    record = queryer.get_asset_record(upstream)
+    last = record.asset_entry.last_materialization if record else None
+    materialization = last.asset_materialization if last else None
+    built_with = (materialization.tags or {}).get(CODE_VERSION_TAG) if materialization else None
+    return built_with != context.asset_graph.get(upstream).code_version
