@@ -1,6 +1,8 @@
 """The `autopilot` command line: one function per command."""
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -121,7 +123,10 @@ def explain(
     except ValueError as error:
         typer.echo(f"error: --at: {error}", err=True)
         raise typer.Exit(2) from None
-    defs = load_project_defs(project_root.resolve())
+    # Only the answer goes to stdout, so that `--json` parses: what a component prints while the
+    # definitions load goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        defs = load_project_defs(project_root.resolve())
     instance = open_instance()
     try:
         explanation = explain_asset(defs, instance, asset, evaluation_time)

@@ -375,6 +375,17 @@ def explain(
     sensor = _covering_sensor(defs, asset_graph, key) if condition is not None else None
     stored: StoredSensor | None = stored_sensors(instance, defs).get(sensor.name) if sensor else None
     cursor = read_sensor_cursor(stored.cursor, asset_graph) if stored else None
+    evaluated = None
+    if condition is not None:
+        # The sensor's assets this one depends on, itself included: what its result depends on.
+        selection = dg.AssetSelection.assets(key).upstream()
+        if sensor is not None:
+            selection = selection & sensor.asset_selection
+        # Before any lookup on `cursor`: a lookup caches on it what Dagster's serialization of
+        # the cursor, the evaluation's first step, cannot carry.
+        evaluated = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, evaluation_time=now, cursor=cursor
+        )
     backoff = backoff_state(
         instance,
         key,
@@ -392,7 +403,7 @@ def explain(
         "backoff": backoff,
         "last_materialization": last_at,
     }
-    if condition is None:
+    if evaluated is None:
         return _finish(
             Explanation(
                 **base,
@@ -416,19 +427,6 @@ def explain(
             )
         )
 
-    # The sensor's assets this one depends on, itself included: what its result depends on.
-    selection = dg.AssetSelection.assets(key).upstream()
-    if sensor is not None:
-        selection = selection & sensor.asset_selection
-    # A cursor of its own: reading one (`code_change_storage_id`) caches lookups on it that
-    # Dagster's serialization of the cursor, which the evaluation starts with, cannot carry.
-    evaluated = dg.evaluate_automation_conditions(
-        defs=defs,
-        instance=instance,
-        asset_selection=selection,
-        evaluation_time=now,
-        cursor=read_sensor_cursor(stored.cursor, asset_graph) if stored else None,
-    )
     result = next(r for r in evaluated.results if r.key == key)
     requested = {r.key for r in evaluated.results if _true(r) and isinstance(r.key, dg.AssetKey)}
     return _finish(_from_result(instance, asset_graph, key, result, requested, policy, base, last, now))
