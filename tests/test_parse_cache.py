@@ -10,6 +10,7 @@ from dagster_dbt import DbtProject
 from harness import copy_project, load_defs
 
 from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
+from dagster_autopilot.dbt.compiled import compile_models
 from dagster_autopilot.dbt.parse_cache import project_fingerprint
 
 
@@ -43,11 +44,16 @@ def test_unchanged_project_is_not_parsed_again_and_edits_are_seen(tmp_path: Path
     model.write_text(model.read_text().replace("as full_name,", "as full_name,\n        1 as tier,", 1))
     dbt_dir = root / "analytics_dbt"
     (state_path,) = (root / "defs" / ".local_defs_state").glob("*/state")
+    project = DbtProject(project_dir=dbt_dir, profiles_dir=dbt_dir)
     dbt_parse_cache.refresh_state(
-        DbtProject(project_dir=dbt_dir, profiles_dir=dbt_dir),
+        project,
         state_path,
         state_path.parent / "project",
         project_fingerprint(dbt_dir),
+        # As the watcher of a component with `code_versions: compiled` does.
+        after_parse=lambda manifest, fingerprint: compile_models(
+            project, state_path.parent, fingerprint, manifest
+        ),
     )
     refreshed_at = _manifest(root).stat().st_mtime_ns
     assert _specs(root)["stg_customers"].code_version != before

@@ -1,5 +1,6 @@
 """CustomDbtComponent: a dbt project whose every asset keeps itself fresh, as the YAML says."""
 
+import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
 
 from dagster_autopilot import _dagster_internals as internals
-from dagster_autopilot.automation.apply import apply_policy, with_run_tags
+from dagster_autopilot.automation.apply import POLICY_METADATA, apply_policy, with_run_tags
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
     MaterializationPolicies,
@@ -19,6 +20,7 @@ from dagster_autopilot.automation.policy import (
     resolve_policy,
 )
 from dagster_autopilot.components.schema_errors import ClearSchemaErrors
+from dagster_autopilot.dbt import compiled as dbt_compiled
 from dagster_autopilot.dbt import dev_reload
 from dagster_autopilot.dbt import nodes as dbt_nodes
 from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
@@ -34,6 +36,12 @@ MATERIALIZATION_TAG = "dagster/materialization"
 
 # The run tag the production run queue limits to one run per value (deploy/dagster.yaml).
 DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
+
+# Asset metadata: where a dbt asset's code version comes from, e.g. "compiled SQL" or
+# "logic hash (introspective query: ...)".
+CODE_VERSION_METADATA = "autopilot/code_version"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,8 +66,16 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     rules: Annotated[list[PolicyRule], Resolver.passthrough()] = field(default_factory=list)
     """Overrides by dbt tag or fqn glob, applied in order after `policies`, before dbt `meta`."""
 
-    code_versions: Literal["logic", "literal"] = "logic"
-    """`logic`: comments and whitespace change nothing and macro edits reach their users.
+    code_versions: Literal["compiled", "logic", "literal"] = "compiled"
+    """What a model's code version (and so its rebuild after an edit) follows.
+    `compiled`: the model's compiled SQL, put in a canonical form by sqlglot in the target's
+    dialect, plus its build config (materialization, incremental strategy, unique key, ...). A
+    changed var, environment variable, macro, source or ref target changes it; formatting,
+    comments, keyword case and identifier quoting do not. A model that cannot be compiled without
+    the warehouse (`run_query`, ...) or whose SQL sqlglot cannot parse uses `logic` instead, and
+    its `autopilot/code_version` metadata says why.
+    `logic`: the model's SQL text without comments and whitespace, its config, and the macros it
+    calls (not vars or environment variables).
     `literal`: dagster-dbt's hash of the raw SQL text."""
 
     reuse_parse: bool = True
@@ -86,8 +102,22 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         memo = self.__dict__.setdefault("_spec_memo", {})
         key = (id(manifest), unique_id, id(project))
         if key not in memo:
-            memo[key] = self._build_asset_spec(manifest, unique_id, project)
+            spec = self._build_asset_spec(manifest, unique_id, project)
+            memo[key] = self._with_code_version_source(manifest, unique_id, spec)
         return memo[key]
+
+    def _with_code_version_source(
+        self, manifest: Mapping[str, Any], unique_id: str, spec: dg.AssetSpec
+    ) -> dg.AssetSpec:
+        """`spec` with `autopilot/code_version` metadata; a fallback is told in the policy text."""
+        source = self._code_version_sources(manifest).get(unique_id)
+        if source is None:
+            return spec
+        metadata: dict[str, Any] = {CODE_VERSION_METADATA: source}
+        policy = spec.metadata.get(POLICY_METADATA)
+        if isinstance(policy, str) and source.startswith("logic hash ("):
+            metadata[POLICY_METADATA] = f"{policy}; code version from the {source}"
+        return spec.merge_attributes(metadata=metadata)
 
     def _build_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
@@ -130,15 +160,46 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         # Where the prepared copy's manifest lives; the copy itself may not exist yet.
         copy_dir = internals.dbt_project_copy_dir(self, state_path)
         manifest = copy_dir / Path(project.manifest_path).relative_to(project.project_dir)
-        if self.reuse_parse and dbt_parse_cache.is_fresh(state_path, fingerprint, manifest):
+        compiled_fresh = self.code_versions != "compiled" or dbt_compiled.is_fresh(
+            state_path.parent, fingerprint
+        )
+        if (
+            self.reuse_parse
+            and compiled_fresh
+            and dbt_parse_cache.is_fresh(state_path, fingerprint, manifest)
+        ):
             state_path.touch()
             return
+        if self.code_versions == "compiled" and dbt_parse_cache.parses_in_process(project):
+            # The compile needs dbt in this process: parsing here too spares a `dbt` process
+            # (seconds of imports), and the compile reuses the parse's in-memory manifest.
+            dbt_parse_cache.refresh_state(
+                project, state_path, copy_dir, fingerprint, after_parse=self._after_parse(state_path)
+            )
+            return
         super().write_state_to_path(state_path)
+        self._compile(None, fingerprint, state_path)
         dbt_parse_cache.remember(state_path, fingerprint)
+
+    def _after_parse(self, state_path: Path) -> dbt_parse_cache.AfterParse:
+        return lambda dbt_manifest, fingerprint: self._compile(dbt_manifest, fingerprint, state_path)
+
+    def _compile(self, dbt_manifest: Any, fingerprint: str, state_path: Path) -> None:
+        """Compiles the models whose inputs changed into the state's cache (`dbt/compiled.py`)."""
+        if self.code_versions != "compiled":
+            return
+        try:
+            dbt_compiled.compile_models(self.dbt_project, state_path.parent, fingerprint, dbt_manifest)
+        except Exception:
+            # The load goes on: without a cache for this state, every model falls back to the
+            # logic hash, and its `autopilot/code_version` metadata says so.
+            logger.warning("dbt models could not be compiled for code versions", exc_info=True)
 
     def build_defs_from_state(
         self, context: dg.ComponentLoadContext, state_path: Path | None
     ) -> dg.Definitions:
+        # Where `_code_version_for` and `compiled_sql_for` find the compiled SQL of this state.
+        object.__setattr__(self, "_compiled_state_path", state_path)
         defs = super().build_defs_from_state(context, state_path)
         if self.reload_on_save:
             loaded = dbt_parse_cache.remembered(state_path) if state_path else None
@@ -147,7 +208,12 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
             refresh = None
             if state_path is not None and self.reuse_parse:
                 copy_dir = internals.dbt_project_copy_dir(self, state_path)
-                refresh = dbt_parse_cache.refresher(self.dbt_project, state_path, copy_dir)
+                refresh = dbt_parse_cache.refresher(
+                    self.dbt_project,
+                    state_path,
+                    copy_dir,
+                    after_parse=self._after_parse(state_path),
+                )
             dev_reload.watch_in_dev(
                 self._parse_inputs(),
                 self._fingerprint,
@@ -186,7 +252,53 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     ) -> str | None:
         if self.code_versions == "literal":
             return literal
-        return self._code_versions(manifest).version(node)
+        logic = self._code_versions(manifest).version(node)
+        if self.code_versions == "logic" or node.get("resource_type") != "model":
+            return logic
+        model = self._compiled_models(manifest).get(node["unique_id"])
+        if model is None:
+            reason = "not compiled: no prepared state holds its compiled SQL"
+        else:
+            version = dbt_compiled.code_version(model, node)
+            if version is not None:
+                self._code_version_sources(manifest)[node["unique_id"]] = dbt_compiled.COMPILED
+                return version
+            reason = model.reason or "unknown"
+        self._code_version_sources(manifest)[node["unique_id"]] = f"logic hash ({reason})"
+        return logic
+
+    def _code_version_sources(self, manifest: Mapping[str, Any]) -> dict[str, str]:
+        """unique_id -> where its code version came from, for the models of `manifest`."""
+        cached = self.__dict__.get("_code_version_source_cache")
+        if cached is None or cached[0] is not manifest:
+            cached = (manifest, {})
+            object.__setattr__(self, "_code_version_source_cache", cached)
+        return cached[1]
+
+    def _compiled_models(self, manifest: Mapping[str, Any]) -> dict[str, dbt_compiled.CompiledModel]:
+        # Read once per parsed manifest, from the state folder `build_defs_from_state` was given.
+        cached = self.__dict__.get("_compiled_cache")
+        if cached is None or cached[0] is not manifest:
+            state_path = self.__dict__.get("_compiled_state_path")
+            cache = dbt_compiled.read_cache(state_path.parent) if state_path else {}
+            # Only a cache compiled for the very state being loaded: a failed compile leaves the
+            # previous one behind.
+            if cache and cache.get("fingerprint") != dbt_parse_cache.remembered(state_path):
+                cache = {}
+            cached = (manifest, dbt_compiled.models(cache))
+            object.__setattr__(self, "_compiled_cache", cached)
+        return cached[1]
+
+    def compiled_sql_for(self, manifest: Mapping[str, Any], unique_id: str) -> str | None:
+        """The compiled SQL of a model's first build (the table does not exist yet), as compiled
+        while the state was prepared, or None when it could not be compiled (see
+        `autopilot/code_version`) or the component does not use `code_versions: compiled`."""
+        model = self._compiled_models(manifest).get(unique_id)
+        return model.sql if model is not None else None
+
+    def sql_dialect(self, manifest: Mapping[str, Any]) -> str:
+        """The sqlglot dialect of the manifest's dbt target (`duckdb`, `postgres`, ...)."""
+        return dbt_compiled.sql_dialect(manifest.get("metadata", {}).get("adapter_type"))
 
     def _code_versions(self, manifest: Mapping[str, Any]) -> LogicCodeVersions:
         # Built once per parsed manifest and shared by all of its nodes.

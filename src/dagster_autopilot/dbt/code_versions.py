@@ -72,7 +72,7 @@ class LogicCodeVersions:
         package = macro.get("package_name", "")
         return package != self._root_package and bool(_INTERNAL_MACRO_PACKAGES.match(package))
 
-    def _macro_ids_used(self, node: Mapping[str, Any]) -> list[str]:
+    def macros_used(self, node: Mapping[str, Any]) -> list[str]:
         """Every non-internal macro the node calls, directly, through other macros or dispatch."""
         seen: set[str] = set()
         pending = list(node.get("depends_on", {}).get("macros", []))
@@ -115,6 +115,6 @@ class LogicCodeVersions:
         digest = hashlib.sha256(normalize_sql(raw_code).encode())
         for key in _LOGIC_CONFIG_KEYS:
             digest.update(f"\0{key}={config.get(key)!r}".encode())
-        for macro_id in self._macro_ids_used(node):
+        for macro_id in self.macros_used(node):
             digest.update(self._macro_digest(macro_id))
         return digest.hexdigest()[:16]

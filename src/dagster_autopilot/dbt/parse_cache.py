@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagster_autopilot import _dagster_internals as internals
 
@@ -30,6 +30,9 @@ _ENV_VAR_USE = re.compile(rb"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 FINGERPRINT_FILE = "parse_fingerprint"
 # Holds the pid of a process refreshing the state in-process (see `refresher`).
 REFRESHING_FILE = "refreshing"
+# Runs after a parse, with dbt's in-memory manifest (None when dbt ran in another process) and the
+# fingerprint the state is being prepared for.
+AfterParse = Callable[[Any, str], None]
 
 
 def _is_source_name(name: str) -> bool:
@@ -119,20 +122,26 @@ def warm_up() -> None:
     import dbt.cli.main  # noqa: F401
 
 
-def parse_in_process(project: "DbtProject") -> None:
+def parses_in_process(project: "DbtProject") -> bool:
+    """Whether `parse_in_process` parses `project` here rather than through its preparer."""
+    has_packages = any(
+        Path(project.project_dir, name).exists() for name in ("packages.yml", "dependencies.yml")
+    )
+    return not has_packages and _in_process_parse_args(project) is not None
+
+
+def parse_in_process(project: "DbtProject") -> Any:
     """Prepares `project` as dagster-dbt's preparer does, but runs `dbt parse` in this process.
 
     dagster-dbt starts a `dbt` process, which imports dbt again (about 5 s here) before parsing; a
     process that has dbt imported already parses in the time of dbt's partial parse alone. Projects
-    with packages or a custom preparer are prepared the usual way.
+    with packages or a custom preparer are prepared the usual way. Returns dbt's in-memory manifest
+    when the parse ran here, else None.
     """
     args = _in_process_parse_args(project)
-    has_packages = any(
-        Path(project.project_dir, name).exists() for name in ("packages.yml", "dependencies.yml")
-    )
-    if args is None or has_packages:
+    if args is None or not parses_in_process(project):
         project.preparer.prepare(project)
-        return
+        return None
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner().invoke(args, send_anonymous_usage_stats=False)
@@ -140,17 +149,27 @@ def parse_in_process(project: "DbtProject") -> None:
         raise DbtParseError(f"dbt parse failed in {project.project_dir}: {result.exception}")
     # As dagster-dbt does after its parse: seeds are parsed again at run time, from the copy.
     internals.dbt_invalidate_seeds_in_partial_parse(project.preparer, project)
+    return result.result
 
 
-def refresh_state(project: "DbtProject", state_path: Path, copy_dir: Path, fingerprint: str) -> None:
+def refresh_state(
+    project: "DbtProject",
+    state_path: Path,
+    copy_dir: Path,
+    fingerprint: str,
+    after_parse: AfterParse | None = None,
+) -> None:
     """Writes the state a `dg` load would write (parsed project copied to `copy_dir`), in-process.
 
     `fingerprint` must be taken before the parse reads the files, so that an edit made during
-    the parse makes the state stale rather than wrongly fresh.
+    the parse makes the state stale rather than wrongly fresh. `after_parse(manifest, fingerprint)`,
+    if given, runs between the parse and the copy, with dbt's in-memory manifest (or None).
     """
     marker = state_path.parent / FINGERPRINT_FILE
     marker.unlink(missing_ok=True)  # until the new copy is complete, the state is not fresh
-    parse_in_process(project)
+    dbt_manifest = parse_in_process(project)
+    if after_parse is not None:
+        after_parse(dbt_manifest, fingerprint)
     if copy_dir.exists():
         shutil.rmtree(copy_dir)
     shutil.copytree(project.project_dir, copy_dir, ignore=_copy_ignore(copy_dir))
@@ -158,7 +177,9 @@ def refresh_state(project: "DbtProject", state_path: Path, copy_dir: Path, finge
     remember(state_path, fingerprint)
 
 
-def refresher(project: "DbtProject", state_path: Path, copy_dir: Path) -> Callable[[str], None]:
+def refresher(
+    project: "DbtProject", state_path: Path, copy_dir: Path, after_parse: AfterParse | None = None
+) -> Callable[[str], None]:
     """A function that starts `refresh_state` of this project in the background and returns.
 
     Call it with the fingerprint of the saved files. Until the refresh ends, `wait_for_refresh`
@@ -171,7 +192,7 @@ def refresher(project: "DbtProject", state_path: Path, copy_dir: Path) -> Callab
 
         def run() -> None:
             try:
-                refresh_state(project, state_path, copy_dir, fingerprint)
+                refresh_state(project, state_path, copy_dir, fingerprint, after_parse)
             finally:
                 lock.unlink(missing_ok=True)
 
