@@ -216,3 +216,27 @@ def test_compiling_never_opens_the_warehouse(project: Path, tmp_path: Path):
     assert {loaded[name].metadata["autopilot/code_version"] for name in MODELS} == {
         dbt_compiled.COMPILED
     }
+
+
+def test_an_edit_recompiles_only_the_models_it_reaches(project: Path, monkeypatch: pytest.MonkeyPatch):
+    compiled_models: list[set[str]] = []
+    compile_pass = dbt_compiled._compile
+
+    def recording(project, dbt_manifest, fqns, tables_exist):
+        compiled_models.append({fqn.rsplit(".", 1)[-1] for fqn in fqns})
+        return compile_pass(project, dbt_manifest, fqns, tables_exist)
+
+    monkeypatch.setattr(dbt_compiled, "_compile", recording)
+    base = versions(project)
+    assert set(MODELS) <= compiled_models[0]
+
+    compiled_models.clear()
+    assert versions(project) == base
+    assert compiled_models == [], "nothing changed: nothing compiled"
+
+    staging = project / "analytics_dbt" / "models" / "staging"
+    edit(staging / "stg_orders.sql", "order_date,", "order_date, 2 as v,")
+    after = versions(project)
+    assert changed(base, after) == {"stg_orders"}
+    # The first-build pass, then the incremental pass (no incremental model changed).
+    assert compiled_models == [{"stg_orders"}, set()]
