@@ -349,6 +349,14 @@ def _covering_sensor(defs: dg.Definitions, asset_graph, key: dg.AssetKey):
     return None
 
 
+def _cursor_of(cursor, keys):
+    """`cursor` with the condition cursors of `keys` only (None stays None)."""
+    if cursor is None or not cursor.previous_condition_cursors:
+        return cursor
+    kept = [c for c in cursor.previous_condition_cursors if c.key in keys]
+    return dataclasses.replace(cursor, previous_condition_cursors=kept)
+
+
 def explain(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -381,10 +389,16 @@ def explain(
         selection = dg.AssetSelection.assets(key).upstream()
         if sensor is not None:
             selection = selection & sensor.asset_selection
-        # Before any lookup on `cursor`: a lookup caches on it what Dagster's serialization of
-        # the cursor, the evaluation's first step, cannot carry.
+        keys = selection.resolve(asset_graph)
+        # Only the evaluated assets' part of the cursor: the evaluation starts by serializing the
+        # cursor it is given, which costs about a second for a sensor of 500 assets. Before any
+        # lookup on `cursor`: a lookup caches on it what that serialization cannot carry.
         evaluated = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=selection, evaluation_time=now, cursor=cursor
+            defs=defs,
+            instance=instance,
+            asset_selection=dg.AssetSelection.assets(*keys),
+            evaluation_time=now,
+            cursor=_cursor_of(cursor, keys),
         )
     backoff = backoff_state(
         instance,
