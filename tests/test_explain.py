@@ -285,6 +285,35 @@ def test_a_run_in_progress_is_named_by_its_id(explainer):
     assert explanation.next_possible is None
 
 
+def test_a_parent_in_progress_and_quiet_hours_both_hold_it(policy_explainer):
+    explainer = policy_explainer({"stg_orders": {"quiet_hours": "00:30-02:15"}})
+    # stg_orders is in its quiet hours from the first tick: built by hand with the rest.
+    explainer.run_requested(explainer.tick() | {"stg_orders"})
+    assert explainer.tick() == set()
+    explainer.run_requested(["raw_orders"])
+    run = explainer.start_run(["raw_orders"])
+    explanation = explainer.explain("stg_orders")
+    assert explanation.sentence == (
+        f"stg_orders would not be requested on the next tick: run {run.run_id} (STARTED) building "
+        "raw_orders is in progress and it is in its quiet hours until 2026-01-05T02:15:00+00:00 "
+        "(it is due because raw_orders was updated)."
+    )
+    assert (explanation.decision, explanation.held_by) == ("skipped_in_progress", "not_busy")
+    assert [(g.guard, g.state, g.would_hold) for g in explanation.guards] == [
+        ("not_busy", "holds", None),
+        ("parents_present", "not_reached", None),
+        ("outside_quiet_hours", "not_reached", True),
+        ("backoff_allows", "not_reached", False),
+    ]
+    assert [(r.asset, r.run_id) for r in explanation.in_progress] == [("raw_orders", run.run_id)]
+    assert explanation.quiet_until == "2026-01-05T02:15:00+00:00"
+    assert explanation.next_possible is None, "a run has no known end"
+    assert (
+        "  guard outside_quiet_hours: not reached (holds as well: it is in its quiet hours until "
+        "2026-01-05T02:15:00+00:00)"
+    ) in explanation.as_text().splitlines()
+
+
 def test_a_missing_parent_holds_its_child(policy_explainer):
     # stg_orders is not automated, so nothing builds it; its child's cron tick comes anyway.
     explainer = policy_explainer({"stg_orders": {"enabled": False}})

@@ -26,6 +26,7 @@ from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.apply import POLICY_METADATA, policy_of
 from dagster_autopilot.automation.audit import decide
+from dagster_autopilot.automation.guardrails import in_quiet_window
 from dagster_autopilot.automation.policy import AutomationPolicy
 from dagster_autopilot.automation.status import (
     BackoffState,
@@ -64,6 +65,12 @@ class GuardCheck:
     """Its label: `not_busy`, `parents_present`, `outside_quiet_hours`, `backoff_allows`."""
     state: str
     """`allows`, `holds`, or `not_reached`."""
+    would_hold: bool | None = None
+    """For a guard the tick did not reach: whether it holds the asset as well, checked directly
+    on the facts it reads (runs in progress, the clock, the failures); None when not checked
+    (`parents_present`, whose answer depends on what the tick requests)."""
+    evidence: str | None = None
+    """Why it holds, for a guard that holds or would hold."""
 
 
 @dataclass(frozen=True)
@@ -470,16 +477,39 @@ def _from_result(instance, asset_graph, key, result, requested, policy, base, la
     cron_tick = _latest_cron_tick(policy, now) if labels.CRON in reasons else None
     expired_at = _iso(decision.expired_materialization) if decision else None
 
+    # The evidence of the guard that holds the asset on this tick, and of each guard the tick did
+    # not reach (an earlier operand of the AND was false) that holds it as well.
     in_progress, missing_parents, quiet_until = [], [], None
-    if held_by == labels.NOT_BUSY:
-        parents = sorted(asset_graph.get(key).parent_keys)
-        in_progress = _runs_in_progress(instance, [key, *parents])
-    elif held_by == labels.PARENTS_PRESENT:
-        missing = _matching_dependencies(children[labels.PARENTS_PRESENT])
-        missing_parents = [parent.to_user_string() for parent in missing]
-    elif held_by == labels.OUTSIDE_QUIET_HOURS:
-        window = policy.quiet_window
-        quiet_until = quiet_hours_end(now, window[1], window[2]).isoformat() if window else None
+    holding: list[str] = []
+    checked: list[GuardCheck] = []
+    for check in guards:
+        label, holds = check.guard, check.state == HOLDS
+        if check.state == ALLOWS:
+            checked.append(check)
+            continue
+        if label == labels.NOT_BUSY:
+            parents = sorted(asset_graph.get(key).parent_keys)
+            runs = _runs_in_progress(instance, [key, *parents])
+            holds = holds or bool(runs)
+            in_progress = runs if holds else []
+        elif label == labels.PARENTS_PRESENT and holds:
+            missing = _matching_dependencies(children[labels.PARENTS_PRESENT])
+            missing_parents = [parent.to_user_string() for parent in missing]
+        elif label == labels.OUTSIDE_QUIET_HOURS and policy.quiet_window is not None:
+            start, end, timezone = policy.quiet_window
+            holds = holds or in_quiet_window(now, start, end, timezone)
+            quiet_until = quiet_hours_end(now, end, timezone).isoformat() if holds else None
+        elif label == labels.BACKOFF_ALLOWS:
+            holds = holds or backoff.paused or backoff.next_allowed is not None
+        evidence = None
+        if holds:
+            holding.append(label)
+            evidence = _hold_phrase(label, in_progress, missing_parents, quiet_until, backoff)
+        unchecked = check.state == NOT_REACHED and label == labels.PARENTS_PRESENT
+        would_hold = None if check.state != NOT_REACHED or unchecked else holds
+        checked.append(dataclasses.replace(check, would_hold=would_hold, evidence=evidence))
+    guards = checked
+    holds_text = _join([check.evidence for check in guards if check.evidence])
 
     next_possible, next_kind = None, None
     phrases = _reason_phrases(reasons, updated_parents, cron_tick, failed_request, expired_at, policy)
@@ -487,15 +517,11 @@ def _from_result(instance, asset_graph, key, result, requested, policy, base, la
         sentence = f"{name} would be requested on the next tick because {_join(phrases)}."
         next_possible, next_kind = base["evaluated_at"], "now"
     elif triggered:
-        hold = _hold_phrase(held_by, in_progress, missing_parents, quiet_until, backoff)
         sentence = (
-            f"{name} would not be requested on the next tick: {hold} "
+            f"{name} would not be requested on the next tick: {holds_text} "
             f"(it is due because {_join(phrases)})."
         )
-        if held_by == labels.OUTSIDE_QUIET_HOURS:
-            next_possible, next_kind = quiet_until, "quiet_hours_end"
-        elif held_by == labels.BACKOFF_ALLOWS and not backoff.paused:
-            next_possible, next_kind = backoff.next_allowed, "backoff_end"
+        next_possible, next_kind = _end_of_holds(holding, quiet_until, backoff)
     else:
         next_possible, next_kind = next_refresh(policy, last.timestamp if last else None, now)
         if next_kind == "cron":
@@ -506,6 +532,8 @@ def _from_result(instance, asset_graph, key, result, requested, policy, base, la
             why = f"it is not stale since its last materialization at {base['last_materialization']}"
             if next_kind == "ttl":
                 why += f", which expires at {next_possible}"
+        if holds_text:
+            why += f", and {holds_text}"
         sentence = f"{name} would not be requested on the next tick: {why}."
 
     outcome = decision.outcome if decision else NOT_TRIGGERED
@@ -530,6 +558,22 @@ def _from_result(instance, asset_graph, key, result, requested, policy, base, la
     )
 
 
+def _end_of_holds(
+    holding: list[str], quiet_until: str | None, backoff: BackoffState
+) -> tuple[str | None, str | None]:
+    """When every guard in `holding` lets the asset through, and which ends last; (None, None)
+    when one waits on something with no known time (a run, a parent, a pause)."""
+    ends = []
+    for label in holding:
+        if label == labels.OUTSIDE_QUIET_HOURS and quiet_until:
+            ends.append((quiet_until, "quiet_hours_end"))
+        elif label == labels.BACKOFF_ALLOWS and backoff.next_allowed and not backoff.paused:
+            ends.append((backoff.next_allowed, "backoff_end"))
+        else:
+            return None, None
+    return max(ends, key=lambda end: datetime.datetime.fromisoformat(end[0])) if ends else (None, None)
+
+
 def _finish(explanation: Explanation) -> Explanation:
     """`explanation` with its detail lines."""
     e = explanation
@@ -551,7 +595,12 @@ def _finish(explanation: Explanation) -> Explanation:
     if e.expired_materialization:
         lines.append(f"expired materialization: {e.expired_materialization}")
     for check in e.guards:
-        lines.append(f"guard {check.guard}: {check.state.replace('_', ' ')}")
+        line = f"guard {check.guard}: {check.state.replace('_', ' ')}"
+        if check.evidence and check.state == HOLDS:
+            line += f" ({check.evidence})"
+        elif check.evidence:
+            line += f" (holds as well: {check.evidence})"
+        lines.append(line)
     for run in e.in_progress:
         lines.append(f"in progress: run {run.run_id} ({run.status}) building {run.asset}")
     if e.missing_parents:
