@@ -28,8 +28,11 @@ def _shipped_sensor(defs: dg.Definitions) -> AutopilotAutomationSensor:
     return next(s for s in defs.sensors if isinstance(s, AutopilotAutomationSensor))
 
 
-def store_sensor_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | None) -> None:
-    """Stores `cursor` as the sensor's state, where the sensor daemon keeps it after a tick."""
+def store_sensor_cursor(
+    instance: dg.DagsterInstance, sensor_name: str, cursor: str | None, running: bool = True
+) -> None:
+    """Stores `cursor` as the sensor's state, where the sensor daemon keeps it after a tick;
+    `running=False` stores it as stopped in the UI."""
     from dagster._core.remote_origin import (
         GrpcServerCodeLocationOrigin,
         RemoteInstigatorOrigin,
@@ -51,7 +54,8 @@ def store_sensor_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: 
     )
     data = SensorInstigatorData(cursor=cursor)
     existing = instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
-    state = InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING, data)
+    status = InstigatorStatus.RUNNING if running else InstigatorStatus.STOPPED
+    state = InstigatorState(origin, InstigatorType.SENSOR, status, data)
     if existing is None:
         instance.add_instigator_state(state)
     else:
@@ -162,6 +166,20 @@ def test_a_missing_asset_is_requested_because_it_was_never_materialized(explaine
     )
     assert explanation.sensor == "autopilot_automation_sensor"
     assert explanation.sensor_running is True
+
+
+def test_a_stopped_sensor_is_named(explainer):
+    store_sensor_cursor(explainer.instance, explainer.sensor.name, None, running=False)
+    explanation = explain(explainer.defs, explainer.instance, "raw_customers", MONDAY_1AM)
+    assert explanation.sentence == (
+        "raw_customers would be requested on the next tick because it was never materialized; "
+        "but its sensor autopilot_automation_sensor is stopped, so nothing is requested until it "
+        "starts."
+    )
+    assert (explanation.decision, explanation.sensor_running) == ("requested", False)
+    assert "  sensor: autopilot_automation_sensor (STOPPED: nothing is requested until it starts)" in (
+        explanation.as_text().splitlines()
+    )
 
 
 def test_a_cron_table_waits_for_its_cron_tick_then_the_tick_fires_it(explainer):

@@ -450,7 +450,16 @@ def explain(
 
     result = next(r for r in evaluated.results if r.key == key)
     requested = {r.key for r in evaluated.results if _true(r) and isinstance(r.key, dg.AssetKey)}
-    return _finish(_from_result(instance, asset_graph, key, result, requested, policy, base, last, now))
+    explanation = _from_result(instance, asset_graph, key, result, requested, policy, base, last, now)
+    if not explanation.sensor_running:
+        # The evaluation says what a tick would decide; a stopped sensor makes no tick at all.
+        if sensor is None:
+            but = "no automation sensor targets it, so nothing requests it"
+        else:
+            but = f"its sensor {sensor.name} is stopped, so nothing is requested until it starts"
+        sentence = f"{explanation.sentence[:-1]}; but {but}."
+        explanation = dataclasses.replace(explanation, sentence=sentence)
+    return _finish(explanation)
 
 
 def _from_result(instance, asset_graph, key, result, requested, policy, base, last, now):
