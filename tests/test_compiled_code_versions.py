@@ -127,13 +127,17 @@ select * from {{ ref('stg_orders') }}
 where order_date = '{{ latest.columns[0].values()[0] if execute else '2026-01-01' }}'
 """
 UNPARSEABLE_MODEL = "select order_id, (( from {{ ref('stg_orders') }}\n"
+PYTHON_MODEL = "def model(dbt, session):\n    return dbt.ref('stg_orders')\n"
 
 
 def test_models_without_compiled_sql_fall_back_to_the_logic_hash_and_say_so(project: Path):
     marts = project / "analytics_dbt" / "models" / "marts"
     (marts / "latest_orders.sql").write_text(INTROSPECTIVE_MODEL)
     (marts / "broken_orders.sql").write_text(UNPARSEABLE_MODEL)
+    (marts / "python_orders.py").write_text(PYTHON_MODEL)
     loaded = specs(project)
+    python_model = loaded["python_orders"].metadata["autopilot/code_version"]
+    assert python_model == f"logic hash ({dbt_compiled.PYTHON_MODEL})"
     introspective = loaded["latest_orders"].metadata
     assert introspective["autopilot/code_version"] == f"logic hash ({dbt_compiled.INTROSPECTIVE})"
     assert "code version from the logic hash (introspective query" in introspective["autopilot/policy"]

@@ -19,6 +19,9 @@ from dagster_autopilot.automation.policy import (
     PolicyRule,
     resolve_policy,
 )
+from dagster_autopilot.changes.affected import with_change_metadata
+from dagster_autopilot.changes.project import REGISTRY as SHAPES
+from dagster_autopilot.changes.project import ProjectShapes
 from dagster_autopilot.components.schema_errors import ClearSchemaErrors
 from dagster_autopilot.dbt import compiled as dbt_compiled
 from dagster_autopilot.dbt import dev_reload
@@ -78,6 +81,14 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     calls (not vars or environment variables).
     `literal`: dagster-dbt's hash of the raw SQL text."""
 
+    change_detection: Literal["columns", "code_version"] = "columns"
+    """What a model's code change rebuilds downstream.
+    `columns`: only the children that read a column the change affects (an added column rebuilds
+    no child that lists its columns; a changed expression rebuilds the children reading that
+    column; a changed filter, join or grouping every child). Needs `code_versions: compiled`; what
+    cannot be analyzed counts as changing every column. See "What a change rebuilds" in the README.
+    `code_version`: every child, as any code change did before column awareness."""
+
     reuse_parse: bool = True
     """Skip `dbt parse` when no file of the dbt project (nor the dbt version, target, or an
     environment variable it reads) changed since the last parse. `false` parses on every load."""
@@ -104,7 +115,29 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         if key not in memo:
             spec = self._build_asset_spec(manifest, unique_id, project)
             memo[key] = self._with_code_version_source(manifest, unique_id, spec)
+            if self._column_aware:
+                # The automation and the runs find the model's column shape by its asset key.
+                spec = memo[key]
+                SHAPES.register(spec.key, spec.code_version, self._project_shapes(manifest), unique_id)
         return memo[key]
+
+    @property
+    def _column_aware(self) -> bool:
+        return self.change_detection == "columns" and self.code_versions == "compiled"
+
+    def _project_shapes(self, manifest: Mapping[str, Any]) -> ProjectShapes:
+        # One per parsed manifest: shapes are computed on demand and kept with it.
+        cached = self.__dict__.get("_shapes_cache")
+        if cached is None or cached[0] is not manifest:
+            shapes = ProjectShapes(
+                manifest,
+                compiled_sql=lambda unique_id: self.compiled_sql_for(manifest, unique_id),
+                dialect=self.sql_dialect(manifest),
+                project_dir=Path(self.dbt_project.project_dir),
+            )
+            cached = (manifest, shapes)
+            object.__setattr__(self, "_shapes_cache", cached)
+        return cached[1]
 
     def _with_code_version_source(
         self, manifest: Mapping[str, Any], unique_id: str, spec: dg.AssetSpec
@@ -181,6 +214,12 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         self._compile(None, fingerprint, state_path)
         dbt_parse_cache.remember(state_path, fingerprint)
 
+    def _warm_up(self) -> None:
+        if self.code_versions == "compiled":
+            dbt_compiled.warm_up()
+        else:
+            dbt_parse_cache.warm_up()
+
     def _after_parse(self, state_path: Path) -> dbt_parse_cache.AfterParse:
         return lambda dbt_manifest, fingerprint: self._compile(dbt_manifest, fingerprint, state_path)
 
@@ -219,7 +258,7 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
                 self._fingerprint,
                 loaded,
                 refresh=refresh,
-                warm_up=dbt_parse_cache.warm_up if refresh else None,
+                warm_up=self._warm_up if refresh else None,
             )
         return defs
 
@@ -227,7 +266,8 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         # dbt retries every error opening the warehouse, a damaged file's too, for minutes: fail
         # at once with one error that names the file.
         ensure_warehouse_usable()
-        yield from super().execute(context, dbt)
+        for event in super().execute(context, dbt):
+            yield with_change_metadata(context, event)
 
     def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:
         args = super().get_cli_args(context)

@@ -48,6 +48,7 @@ COMPILED = "compiled SQL"
 
 INTROSPECTIVE = "introspective query: compiling it needs the warehouse, which code versions never open"
 UNPARSEABLE = "sqlglot cannot parse the compiled SQL"
+PYTHON_MODEL = "a Python model: no SQL to canonicalize"
 NOT_COMPILED = "dbt could not compile the project"
 
 # dbt adapter types whose sqlglot dialect has another name.
@@ -99,6 +100,14 @@ def _package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return ""
+
+
+def warm_up() -> None:
+    """Imports what compiling needs, so that the first compile after a save does not wait for it."""
+    import dbt.cli.main
+    import dbt.task.compile  # noqa: F401
+
+    import dagster_autopilot.changes.canonical  # noqa: F401
 
 
 def _global_key(manifest: Mapping[str, Any], project: DbtProject) -> str:
@@ -319,6 +328,9 @@ def compile_models(
         if node.get("resource_type") != "model":
             continue
         key = keys.key(unique_id)
+        if node.get("language", "sql") != "sql":
+            result[unique_id] = CompiledModel(key=key, reason=PYTHON_MODEL)
+            continue
         cached = previous.get(unique_id)
         # A failure of the whole compile is retried on the next preparation; a model's own is not.
         if cached is not None and cached.key == key and not _failed_as_a_whole(cached):
