@@ -168,6 +168,20 @@ def test_a_missing_asset_is_requested_because_it_was_never_materialized(explaine
     assert explanation.sensor_running is True
 
 
+def test_a_parent_requested_on_the_same_tick_counts(explainer):
+    # On the first tick raw_orders is requested too: stg_orders goes in the same run, not held
+    # for its missing parent, and the parent's request counts as an update.
+    explanation = explainer.explain("stg_orders")
+    assert explanation.sentence == (
+        "stg_orders would be requested on the next tick because it was never materialized and "
+        "raw_orders was updated."
+    )
+    assert (explanation.reasons, explanation.updated_parents) == (
+        ["missing", "deps_updated"],
+        ["raw_orders"],
+    )
+
+
 def test_a_stopped_sensor_is_named(explainer):
     store_sensor_cursor(explainer.instance, explainer.sensor.name, None, running=False)
     explanation = explain(explainer.defs, explainer.instance, "raw_customers", MONDAY_1AM)
