@@ -526,3 +526,9 @@ def test_an_unreachable_database_is_named_without_its_password(dagster_home):
         "(postgres database dagster_prod on 127.0.0.1:1)"
     ) in result.output
     assert "do-not-print" not in result.output
+
+
+def test_the_package_exports_explain():
+    import dagster_autopilot
+
+    assert dagster_autopilot.explain is explain

@@ -33,10 +33,15 @@ _MODULE_OF = {
 
 __all__ = list(_MODULE_OF)
 
+# The Python API's functions, imported the same way; not in `__all__`, which lists the components.
+_FUNCTION_MODULE_OF = {"explain": "dagster_autopilot.automation.explain"}
+
 
 def __getattr__(name: str) -> Any:
     if name in _MODULE_OF:
         return getattr(importlib.import_module(_MODULE_OF[name]), name)
+    if name in _FUNCTION_MODULE_OF:
+        return getattr(importlib.import_module(_FUNCTION_MODULE_OF[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
