@@ -18,7 +18,7 @@ SUPPORTED_DAGSTER_DBT = ">=0.29,<0.30"
 # Each private name, where it lives, and why the library needs it. Imported on first use (PEP 562):
 # several of these modules are heavy (the CLI, the daemon) and most processes need one or two.
 _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
-    # --- Automation sensor evaluation (automation/sensor.py, automation/status.py) ---
+    # --- Automation sensor evaluation (automation/sensor.py, status.py, explain.py) ---
     # A user-code automation sensor may evaluate at most this many assets; the sensor component
     # splits larger projects at this limit. Dagster exports no public constant for it.
     "MAX_ASSETS_PER_USER_CODE_SENSOR": (
@@ -99,7 +99,8 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
     "CheckRunHealthResult": ("dagster._core.launcher", "CheckRunHealthResult"),
     "WorkerStatus": ("dagster._core.launcher", "WorkerStatus"),
     # The statuses of a run that has not finished (queued, starting, started, canceling...): a new
-    # run of a scheduled job must not overlap one of them.
+    # run of a scheduled job must not overlap one of them, and `explain` names such a run as what
+    # holds an asset back.
     "NOT_FINISHED_STATUSES": ("dagster._core.storage.dagster_run", "NOT_FINISHED_STATUSES"),
 }
 
