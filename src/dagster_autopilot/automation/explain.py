@@ -257,7 +257,8 @@ def _updated_parents(
     for node in _walk(trigger):
         if node.condition.get_label() == labels.UPSTREAM_UPDATED and _true(node):
             named = _metadata(node, UPDATED_UPSTREAM)
-            if named:
+            # The operand names the first few only ("a, b and 3 more"); then all are looked up.
+            if named and not str(named).endswith(" more"):
                 return [name.strip() for name in str(named).split(",")]
     upstream = sorted(upstream_keys(asset_graph, key))
     records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(upstream)}
