@@ -247,8 +247,8 @@ def _stand_in_assets(defs: dg.Definitions) -> dg.AssetsDefinition:
         for key in order:
             if key in context.selected_asset_keys:
                 # What the dbt component records on each materialization (changed columns).
-                version = context.assets_def.code_versions_by_key.get(key)
-                metadata = change_metadata(context.instance, key, version)
+                spec = context.assets_def.specs_by_key[key]
+                metadata = change_metadata(context.instance, key, spec)
                 yield dg.MaterializeResult(asset_key=key, metadata=metadata)
 
     return stand_in

@@ -94,7 +94,8 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
     graph = context.asset_graph
     # Requested on this tick, and buildable in the same run as this asset.
     requested = context.request_subsets_by_key.get(upstream)
-    column_aware = is_column_aware(context.key, upstream)
+    metadata = graph.get(context.key).metadata
+    column_aware = is_column_aware(context.key, metadata, upstream)
     if (
         requested is not None
         and graph.get(upstream).is_materializable
@@ -127,7 +128,11 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
         column_aware
         and not newly.is_empty
         and not sees_update(
-            view.instance, context.key, upstream, context.previous_temporal_context.last_event_id
+            view.instance,
+            context.key,
+            metadata,
+            upstream,
+            context.previous_temporal_context.last_event_id,
         )
     ):
         return result

@@ -30,7 +30,7 @@ from dagster_autopilot.changes.lineage import (
     categorize,
     reads_any,
 )
-from dagster_autopilot.changes.project import REGISTRY, ProjectShapes
+from dagster_autopilot.changes.project import ProjectShapes, model_of
 
 SHAPE_METADATA = "autopilot/shape"
 CHANGE_METADATA = "autopilot/change"
@@ -43,13 +43,11 @@ CODE_VERSION_TAG = "dagster/code_version"
 _EVENTS_READ = 100
 
 
-def _value(entry):
-    return getattr(entry, "value", entry)
-
-
 def _as_json(entry):
-    value = _value(entry)
-    return json.loads(value) if isinstance(value, str) else value
+    """The JSON value of a metadata entry (recorded as JSON; text holding JSON is read too)."""
+    if isinstance(entry, dg.TextMetadataValue):
+        return json.loads(entry.value)
+    return getattr(entry, "value", entry)
 
 
 def affected_in(metadata: Mapping[str, object] | None) -> Columns:
@@ -103,7 +101,7 @@ def _data_behind_view_updated(
         if shapes.is_view(unique_id):
             pending.extend(shapes.parents(unique_id))
             continue
-        key = REGISTRY.key_of(shapes, unique_id)
+        key = shapes.key_of(unique_id)
         if key is None or _updated_since(instance, key, after_storage_id):
             return True
     return False
@@ -116,7 +114,7 @@ def _affected_parents(
     affected: dict[str, Columns] = {}
     for parent in shapes.parents(unique_id):
         relation = shapes.relation(parent) or parent
-        key = REGISTRY.key_of(shapes, parent)
+        key = shapes.key_of(parent)
         if key is None:
             affected[relation] = ALL  # not an asset we know: assume it changed everything
             continue
@@ -136,14 +134,15 @@ def _previous_materialization(instance: dg.DagsterInstance, key: dg.AssetKey):
 
 
 def change_metadata(
-    instance: dg.DagsterInstance, key: dg.AssetKey, code_version: str | None = None
+    instance: dg.DagsterInstance, key: dg.AssetKey, spec: dg.AssetSpec
 ) -> dict[str, object]:
-    """The metadata to record on a materialization of `key` that is about to be stored.
+    """The metadata to record on a materialization of `key` (built as `spec`), about to be stored.
 
-    `code_version` is the version the run builds; a code version that changed while the shape did
-    not (a build config such as the materialization) affects every column.
+    A code version that changed while the shape did not (a build config such as the
+    materialization) affects every column.
     """
-    entry = REGISTRY.lookup(key)
+    code_version = spec.code_version
+    entry = model_of(key, spec.metadata)
     if entry is None:
         return {AFFECTED_METADATA: dg.MetadataValue.json(ALL)}
     shapes, unique_id = entry
@@ -169,6 +168,18 @@ def change_metadata(
     return metadata
 
 
+def with_change_metadata(context: dg.AssetExecutionContext, event):
+    """`event` (an output or materialization a run yields) with `change_metadata` added."""
+    if isinstance(event, dg.Output):
+        key = context.asset_key_for_output(event.output_name)
+    elif isinstance(event, dg.AssetMaterialization):
+        key = event.asset_key
+    else:
+        return event
+    spec = context.assets_def.specs_by_key[key]
+    return event.with_metadata({**event.metadata, **change_metadata(context.instance, key, spec)})
+
+
 def _affected_columns(
     instance: dg.DagsterInstance,
     shapes: ProjectShapes,
@@ -189,35 +200,41 @@ def _affected_columns(
     return union([change.columns if code_changed else frozenset(), from_parents])
 
 
-def _model_pair(child: dg.AssetKey, parent: dg.AssetKey) -> tuple[ProjectShapes, str, str] | None:
+def _model_pair(
+    child: dg.AssetKey, child_metadata, parent: dg.AssetKey
+) -> tuple[ProjectShapes, str, str] | None:
     """(shapes, child id, parent id) when `parent` is a model that `child` reads directly."""
-    child_entry, parent_entry = REGISTRY.lookup(child), REGISTRY.lookup(parent)
-    if child_entry is None or parent_entry is None or child_entry[0] is not parent_entry[0]:
+    entry = model_of(child, child_metadata)
+    if entry is None:
         return None
-    shapes, child_id = child_entry
-    parent_id = parent_entry[1]
-    parent_node = shapes.node(parent_id) or {}
-    if parent_node.get("resource_type") != "model" or parent_id not in shapes.parents(child_id):
-        # A seed's or a source's update is new data: every column, as before column awareness.
-        # An asset behind a chain of views: its columns are not mapped through the views.
-        return None
-    return shapes, child_id, parent_id
+    shapes, child_id = entry
+    for parent_id in shapes.parents(child_id):
+        if shapes.key_of(parent_id) == parent:
+            # A seed's or a source's update is new data: every column, as before column awareness.
+            is_model = (shapes.node(parent_id) or {}).get("resource_type") == "model"
+            return (shapes, child_id, parent_id) if is_model else None
+    # An asset behind a chain of views: its columns are not mapped through the views.
+    return None
 
 
-def is_column_aware(child: dg.AssetKey, parent: dg.AssetKey) -> bool:
+def is_column_aware(child: dg.AssetKey, child_metadata, parent: dg.AssetKey) -> bool:
     """Whether `sees_update` can tell for this pair: models of one project, read directly."""
-    return _model_pair(child, parent) is not None
+    return _model_pair(child, child_metadata, parent) is not None
 
 
 def sees_update(
-    instance: dg.DagsterInstance, child: dg.AssetKey, parent: dg.AssetKey, after_storage_id: int
+    instance: dg.DagsterInstance,
+    child: dg.AssetKey,
+    child_metadata,
+    parent: dg.AssetKey,
+    after_storage_id: int,
 ) -> bool:
     """Whether `parent`'s materializations after `after_storage_id` changed a column `child` reads.
 
     True unless the pair is column-aware (`is_column_aware`) and the parent's recorded affected
-    columns are provably not read by `child`.
+    columns are provably not read by `child` (`child_metadata` is its spec's metadata).
     """
-    pair = _model_pair(child, parent)
+    pair = _model_pair(child, child_metadata, parent)
     if pair is None:
         return True
     shapes, child_id, parent_id = pair

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import threading
+import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ class ProjectShapes:
         self.dialect = dialect
         self._project_dir = project_dir
         self._shapes: dict[str, ModelShape | None] = {}
+        self._keys: dict[str, dg.AssetKey] = {}
+        self._ids: dict[dg.AssetKey, str] = {}
+        self.id = uuid.uuid4().hex[:12]
         # The sensor's and a run's threads may ask for the same shapes at once.
         self._lock = threading.RLock()
 
@@ -46,10 +51,8 @@ class ProjectShapes:
         )
 
     def relation(self, unique_id: str) -> str | None:
-        """The normalized relation name the compiled SQL of a child uses for this node."""
-        node = self.node(unique_id)
-        name = node.get("relation_name") if node else None
-        return relation_key(name, self.dialect) if name else None
+        """The name a child's analyzed SQL uses for this node: its unique id (see `_analyze`)."""
+        return relation_key(_stable_name(unique_id), self.dialect) if self.node(unique_id) else None
 
     def parents(self, unique_id: str) -> list[str]:
         node = self.node(unique_id) or {}
@@ -100,32 +103,49 @@ class ProjectShapes:
             return None
         schema: dict[str, tuple[str, ...]] = {}
         for parent in self.parents(unique_id):
+            # dbt writes a ref or source as the parent's relation name, which holds the target's
+            # database and schema (the DuckDB file's name, a developer's schema). The analysis
+            # names the parent by its unique id instead, so that a shape recorded under one
+            # target compares with one computed under another.
+            name = (self.node(parent) or {}).get("relation_name")
+            if name:
+                sql = sql.replace(name, _stable_name(parent))
             relation, columns = self.relation(parent), self.columns(parent)
             if relation is not None and columns is not None:
                 schema[relation] = columns
         return analyze(sql, self.dialect, schema)
 
-
-class ShapeRegistry:
-    """Which dbt model each asset is, so the automation and the runs can find its shape.
-
-    Filled by the dbt component as it builds its specs; the automation sensor evaluates in the
-    same process (a user-code sensor), and so does a run's step.
-    """
-
-    def __init__(self):
-        self._entries: dict[dg.AssetKey, tuple[ProjectShapes, str]] = {}
-        self._keys: dict[tuple[int, str], dg.AssetKey] = {}
-
-    def register(self, key: dg.AssetKey, shapes: ProjectShapes, unique_id: str) -> None:
-        self._entries[key] = (shapes, unique_id)
-        self._keys[(id(shapes), unique_id)] = key
-
-    def lookup(self, key: dg.AssetKey) -> tuple[ProjectShapes, str] | None:
-        return self._entries.get(key)
-
-    def key_of(self, shapes: ProjectShapes, unique_id: str) -> dg.AssetKey | None:
-        return self._keys.get((id(shapes), unique_id))
+    def key_of(self, unique_id: str) -> dg.AssetKey | None:
+        """The asset key of a node, once the dbt component has registered it."""
+        return self._keys.get(unique_id)
 
 
-REGISTRY = ShapeRegistry()
+def _stable_name(unique_id: str) -> str:
+    return '"' + unique_id.replace('"', "") + '"'
+
+
+LINEAGE_METADATA = "autopilot/lineage"
+"""Asset metadata: which loaded dbt project holds the model's column lineage (one id per load).
+The automation and the runs find the model's shape through it; without it (`change_detection:
+code_version`, a Python asset) every update counts for every column."""
+
+# The projects loaded in this process, by id. Weak: a reloaded project's shapes go with it. The
+# automation sensor evaluates in the process that loaded the definitions (a user-code sensor), and
+# so does a run's step.
+_LOADED: weakref.WeakValueDictionary[str, ProjectShapes] = weakref.WeakValueDictionary()
+
+
+def register(shapes: ProjectShapes, key: dg.AssetKey, unique_id: str) -> dict[str, str]:
+    """Records that asset `key` is the node `unique_id`; returns the metadata to put on its spec."""
+    _LOADED[shapes.id] = shapes
+    shapes._ids[key] = unique_id
+    shapes._keys[unique_id] = key
+    return {LINEAGE_METADATA: shapes.id}
+
+
+def model_of(key: dg.AssetKey, metadata) -> tuple[ProjectShapes, str] | None:
+    """The project and node id of the asset `key` with spec `metadata`, if it was registered."""
+    entry = (metadata or {}).get(LINEAGE_METADATA)
+    shapes = _LOADED.get(getattr(entry, "value", entry)) if entry is not None else None
+    unique_id = shapes._ids.get(key) if shapes is not None else None
+    return None if unique_id is None else (shapes, unique_id)

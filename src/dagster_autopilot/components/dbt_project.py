@@ -20,8 +20,8 @@ from dagster_autopilot.automation.policy import (
     resolve_policy,
 )
 from dagster_autopilot.changes.affected import with_change_metadata
-from dagster_autopilot.changes.project import REGISTRY as SHAPES
 from dagster_autopilot.changes.project import ProjectShapes
+from dagster_autopilot.changes.project import register as register_shape
 from dagster_autopilot.components.schema_errors import ClearSchemaErrors
 from dagster_autopilot.dbt import compiled as dbt_compiled
 from dagster_autopilot.dbt import dev_reload
@@ -116,9 +116,10 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
             spec = self._build_asset_spec(manifest, unique_id, project)
             memo[key] = self._with_code_version_source(manifest, unique_id, spec)
             if self._column_aware:
-                # The automation and the runs find the model's column shape by its asset key.
-                spec = memo[key]
-                SHAPES.register(spec.key, spec.code_version, self._project_shapes(manifest), unique_id)
+                # The automation and the runs find the model's column shape through this metadata.
+                shapes = self._project_shapes(manifest)
+                lineage = register_shape(shapes, memo[key].key, unique_id)
+                memo[key] = memo[key].merge_attributes(metadata=lineage)
         return memo[key]
 
     @property
