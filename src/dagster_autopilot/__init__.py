@@ -34,7 +34,10 @@ _MODULE_OF = {
 __all__ = list(_MODULE_OF)
 
 # The Python API's functions, imported the same way; not in `__all__`, which lists the components.
-_FUNCTION_MODULE_OF = {"explain": "dagster_autopilot.automation.explain"}
+_FUNCTION_MODULE_OF = {
+    "explain": "dagster_autopilot.automation.explain",
+    "plan": "dagster_autopilot.automation.plan",
+}
 
 
 def __getattr__(name: str) -> Any:

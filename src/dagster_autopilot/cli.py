@@ -1,6 +1,7 @@
 """The `autopilot` command line: one function per command."""
 
 import contextlib
+import enum
 import os
 import sys
 from pathlib import Path
@@ -100,14 +101,36 @@ def configured_database(home: Path) -> str:
     return f"SQLite storage under {home}"
 
 
+# `--at`, as `explain` and `plan` take it.
+AtOption = Annotated[
+    str | None,
+    typer.Option("--at", help="Evaluate at this ISO 8601 time instead of now (UTC if no offset)."),
+]
+
+
+def parse_at(at: str | None):
+    """The time `--at` names (None for now); a `typer.Exit(2)` naming the expected format."""
+    from dagster_autopilot.automation.explain import parse_time
+
+    try:
+        return parse_time(at) if at is not None else None
+    except ValueError as error:
+        typer.echo(f"error: --at: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def load_defs_quietly(project_root: Path):
+    """`load_project_defs`, with what components print while the definitions load sent to
+    stderr: only the answer goes to stdout, so that `--json` parses."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return load_project_defs(project_root.resolve())
+
+
 @app.command()
 def explain(
     asset: Annotated[str, typer.Argument(help="The asset key, e.g. customer_orders or a/b.")],
     json_output: JsonFlag = False,
-    at: Annotated[
-        str | None,
-        typer.Option("--at", help="Evaluate at this ISO 8601 time instead of now (UTC if no offset)."),
-    ] = None,
+    at: AtOption = None,
     project_root: ProjectRoot = Path("."),
 ) -> None:
     """Why ASSET would (or would not) be requested on the automation's next tick, and until when.
@@ -115,18 +138,11 @@ def explain(
     Evaluates the asset's automation condition with its sensor's stored cursor, in the instance in
     DAGSTER_HOME, without launching anything or writing any cursor.
     """
-    from dagster_autopilot.automation.explain import UnknownAssetError, parse_time
+    from dagster_autopilot.automation.explain import UnknownAssetError
     from dagster_autopilot.automation.explain import explain as explain_asset
 
-    try:
-        evaluation_time = parse_time(at) if at is not None else None
-    except ValueError as error:
-        typer.echo(f"error: --at: {error}", err=True)
-        raise typer.Exit(2) from None
-    # Only the answer goes to stdout, so that `--json` parses: what a component prints while the
-    # definitions load goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        defs = load_project_defs(project_root.resolve())
+    evaluation_time = parse_at(at)
+    defs = load_defs_quietly(project_root)
     instance = open_instance()
     try:
         explanation = explain_asset(defs, instance, asset, evaluation_time)
@@ -136,6 +152,56 @@ def explain(
     finally:
         instance.dispose()
     typer.echo(explanation.as_json() if json_output else explanation.as_text())
+
+
+class FailOn(enum.StrEnum):
+    """What `plan --fail-on` fails on."""
+
+    breaking = "breaking"
+    any = "any"
+
+
+@app.command()
+def plan(
+    json_output: JsonFlag = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print Markdown tables, for a pull-request comment.")
+    ] = False,
+    at: AtOption = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a change is breaking (or unknown, which counts as breaking), or with "
+            "`any`, when anything changed.",
+        ),
+    ] = None,
+    project_root: ProjectRoot = Path("."),
+) -> None:
+    """What the project's code would rebuild once deployed: each changed asset with its category
+    and columns, each rebuild with its cause, when, and its estimated duration.
+
+    Compares the definitions with what the instance in DAGSTER_HOME last built, without launching
+    anything or writing any cursor.
+    """
+    from dagster_autopilot.automation.plan import as_json, as_markdown, as_text
+    from dagster_autopilot.automation.plan import plan as plan_changes
+
+    if json_output and markdown:
+        typer.echo("error: --json and --markdown exclude each other.", err=True)
+        raise typer.Exit(2)
+    evaluation_time = parse_at(at)
+    defs = load_defs_quietly(project_root)
+    instance = open_instance()
+    try:
+        result = plan_changes(defs, instance, evaluation_time)
+    finally:
+        instance.dispose()
+    typer.echo(as_json(result) if json_output else as_markdown(result) if markdown else as_text(result))
+    if (fail_on == FailOn.breaking and result["breaking"]) or (
+        fail_on == FailOn.any and result["changes"]
+    ):
+        raise typer.Exit(1)
 
 
 @app.command("estimate-cost")
