@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import dagster as dg
 from dagster.components.resolved.model import Resolver
 from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
+from dagster_dbt.components.dbt_project.component import DbtMetadataAddons
 
 from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation.apply import POLICY_METADATA, apply_policy, with_run_tags
@@ -24,7 +25,7 @@ from dagster_autopilot.changes.project import ProjectShapes
 from dagster_autopilot.changes.project import register as register_shape
 from dagster_autopilot.components.schema_errors import ClearSchemaErrors
 from dagster_autopilot.dbt import compiled as dbt_compiled
-from dagster_autopilot.dbt import dev_reload
+from dagster_autopilot.dbt import dev_reload, materialization_metadata
 from dagster_autopilot.dbt import nodes as dbt_nodes
 from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
 from dagster_autopilot.dbt.code_versions import LogicCodeVersions
@@ -96,6 +97,14 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     reload_on_save: bool = True
     """In `dg dev`, reload the code location when a file of the dbt project is saved, so an edit
     reaches the automation without a manual "Reload definitions"."""
+
+    include_metadata: Annotated[
+        list[DbtMetadataAddons], Resolver.default(examples=[[], ["row_count"]])
+    ] = field(default_factory=lambda: list(materialization_metadata.WAREHOUSE_METADATA))
+    """dagster-dbt's metadata fetched after each model builds. By default `column_metadata` (the
+    columns and types the warehouse holds) and `row_count` (tables only); `[]` fetches neither.
+    Column lineage (`dagster/column_lineage`) comes from the library's own column analysis (the
+    one `change_detection: columns` uses, with `code_versions: compiled`), whatever this says."""
 
     @classmethod
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "CustomDbtComponent":
@@ -267,8 +276,11 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         # dbt retries every error opening the warehouse, a damaged file's too, for minutes: fail
         # at once with one error that names the file.
         ensure_warehouse_usable()
-        for event in super().execute(context, dbt):
-            yield with_change_metadata(context, event)
+        invocation = dbt.cli(self.get_cli_args(context), context=context)
+        with materialization_metadata.fetching():
+            for event in materialization_metadata.dbt_events(invocation, self.include_metadata):
+                event = materialization_metadata.with_materialization_metadata(context, event)
+                yield with_change_metadata(context, event)
 
     def get_cli_args(self, context: dg.AssetExecutionContext) -> list[str]:
         args = super().get_cli_args(context)

@@ -1,0 +1,242 @@
+"""What a dbt model's materialization shows in the UI: its real columns, rows and column lineage,
+and, for an automation run, why the automation requested it.
+
+- Column names and types come from the warehouse, through dagster-dbt's own fetching
+  (`fetch_column_metadata`), undocumented columns included; the descriptions and tags of the
+  documented ones are kept.
+- `dagster/row_count` comes from dagster-dbt's `fetch_row_counts` (not for views, whose count
+  would run their query).
+- `dagster/column_lineage` comes from the project's own column lineage (`changes/`), the one the
+  column-aware rebuilds use: dagster-dbt's lineage is turned off, so the SQL is parsed once.
+- `autopilot/explain`: one sentence, built from the run's audit tags (`automation/audit.py`) with
+  `autopilot explain`'s wording.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import dagster as dg
+
+from dagster_autopilot.automation import labels
+from dagster_autopilot.automation.apply import policy_of
+from dagster_autopilot.automation.audit import (
+    EXPIRED_TAG,
+    REASON_TAG,
+    REASONS_BY_ASSET_TAG,
+    TRIGGER_TAG,
+    TRIGGER_VALUE,
+)
+from dagster_autopilot.automation.explain import _join, _latest_cron_tick, _reason_phrases
+from dagster_autopilot.automation.policy import AutomationPolicy
+from dagster_autopilot.changes.project import ProjectShapes, model_of
+
+WAREHOUSE_METADATA = ("column_metadata", "row_count")
+"""The dagster-dbt `include_metadata` the library's dbt component fetches by default."""
+
+COLUMN_SCHEMA = "dagster/column_schema"
+COLUMN_LINEAGE = "dagster/column_lineage"
+EXPLAIN_METADATA = "autopilot/explain"
+
+
+def dbt_events(invocation, include_metadata: Iterable[str]) -> Iterator:
+    """The events of a dbt CLI invocation with the warehouse metadata of `include_metadata`
+    (dagster-dbt's `column_metadata`, `row_count`, `insights`), fetched by dagster-dbt."""
+    include = set(include_metadata)
+    events = invocation.stream()
+    if "column_metadata" in include:
+        # The column lineage is the project's own (`column_lineage`), not a second parse.
+        events = events.fetch_column_metadata(with_column_lineage=False)
+    if "row_count" in include:
+        events = events.fetch_row_counts()
+    if "insights" in include:
+        events = events.with_insights()
+    return events
+
+
+@contextlib.contextmanager
+def fetching() -> Iterator[None]:
+    """Around the iteration of `dbt_events`: afterwards, the process's working directory is the
+    one before it, and the DuckDB database dbt-duckdb kept open in this process is closed.
+
+    dagster-dbt's fetching threads each `pushd` into the dbt project, and two of them at once
+    can leave the process in it (a folder a reload deletes). dbt-duckdb keeps the database open
+    (`keep_open` is its default); a later step of an in-process run, or the next dbt step, opens
+    the file with another configuration, which DuckDB refuses while it is open.
+    """
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        _release_duckdb()
+
+
+def _release_duckdb() -> None:
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    try:
+        environment = DuckDBConnectionManager.env()
+    except Exception:
+        return  # no DuckDB environment was created in this process
+    environment.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def column_lineage(shapes: ProjectShapes, unique_id: str) -> dg.TableColumnLineage | None:
+    """Each output column of the model and the parents' columns its value is computed from, or
+    None when the model's lineage is unknown (no compiled SQL, or a query sqlglot cannot follow)."""
+    shape = shapes.shape(unique_id)
+    if shape is None or shape.columns is None:
+        return None
+    keys: dict[str, dg.AssetKey] = {}
+    for parent in shapes.parents(unique_id):
+        relation, key = shapes.relation(parent), shapes.key_of(parent)
+        if relation is not None and key is not None:
+            keys[relation] = key
+    deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
+    for column in shape.columns:
+        deps = [
+            dg.TableColumnDep(asset_key=keys[relation], column_name=name)
+            for relation, names in sorted(shape.column_sources.get(column, {}).items())
+            if relation in keys
+            for name in sorted(names)
+        ]
+        if deps:
+            deps_by_column[column] = deps
+    return dg.TableColumnLineage(deps_by_column) if deps_by_column else None
+
+
+def _with_descriptions(fetched: dg.TableSchema, documented: dg.TableSchema | None) -> dg.TableSchema:
+    """The warehouse's columns, in its order and with its types, and the documented columns'
+    descriptions and tags (by case-insensitive name)."""
+    if documented is None:
+        return fetched
+    docs = {column.name.lower(): column for column in documented.columns}
+    columns = []
+    for column in fetched.columns:
+        doc = docs.get(column.name.lower())
+        if doc is not None:
+            column = dg.TableColumn(
+                name=column.name,
+                type=column.type,
+                description=doc.description,
+                constraints=doc.constraints,
+                tags=doc.tags,
+            )
+        columns.append(column)
+    return dg.TableSchema(columns=columns, constraints=fetched.constraints)
+
+
+def _value(entry):
+    return getattr(entry, "value", entry)
+
+
+def _schema(entry) -> dg.TableSchema | None:
+    value = _value(entry)
+    return value if isinstance(value, dg.TableSchema) else None
+
+
+def _reasons_of(tags: Mapping[str, str], key: dg.AssetKey) -> list[str]:
+    """The reasons the automation requested `key`, from the run's audit tags."""
+    by_asset = tags.get(REASONS_BY_ASSET_TAG)
+    if by_asset:
+        try:
+            reasons = json.loads(by_asset).get(key.to_user_string())
+        except (ValueError, AttributeError):
+            reasons = None
+        if isinstance(reasons, list):
+            return [str(reason) for reason in reasons]
+    return [reason for reason in tags.get(REASON_TAG, "").split(",") if reason in labels.REASONS]
+
+
+def explain_sentence(
+    key: dg.AssetKey,
+    tags: Mapping[str, str],
+    policy: AutomationPolicy | None,
+    requested_at: datetime.datetime,
+    updated_parents: Sequence[str] = (),
+) -> str | None:
+    """Why the automation requested this materialization, in one sentence; None for a run the
+    automation did not request. `requested_at` is when the run was created (for the cron tick)."""
+    if tags.get(TRIGGER_TAG) != TRIGGER_VALUE:
+        return None
+    name = key.to_user_string()
+    reasons = _reasons_of(tags, key)
+    if not reasons:
+        return f"{name} was requested by the automation."
+    policy = policy or AutomationPolicy()
+    cron_tick = _latest_cron_tick(policy, requested_at) if labels.CRON in reasons else None
+    known = [r for r in reasons if r != labels.CRON or cron_tick is not None]
+    phrases = _reason_phrases(
+        known,
+        list(updated_parents),
+        cron_tick,
+        failed_request=False,
+        expired_at=tags.get(EXPIRED_TAG),
+        policy=policy,
+    )
+    if len(known) < len(reasons):
+        phrases.append("its cron tick passed")  # a policy without a cron: no tick to name
+    return f"{name} was requested by the automation because {_join(phrases)}."
+
+
+def _updated_parents(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[str]:
+    """The parents of `key` built in this run or materialized after `key`'s latest
+    materialization: the parents behind a `deps_updated` reason."""
+    parents = sorted(context.assets_def.asset_deps.get(key, ()))
+    if not parents:
+        return []
+    in_run = set(context.selected_asset_keys)
+    instance = context.instance
+    own = instance.get_asset_records([key])
+    own_last = own[0].asset_entry.last_materialization_record if own else None
+    records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(parents)}
+    updated = []
+    for parent in parents:
+        last = records[parent].last_materialization_record if parent in records else None
+        newer = last is not None and (own_last is None or last.storage_id > own_last.storage_id)
+        if parent in in_run or newer:
+            updated.append(parent.to_user_string())
+    return updated
+
+
+def with_materialization_metadata(context: dg.AssetExecutionContext, event):
+    """`event` (an output or materialization of a dbt run) with its column lineage, its schema's
+    documented descriptions, and, in an automation run, `autopilot/explain`."""
+    if isinstance(event, dg.Output):
+        key = context.asset_key_for_output(event.output_name)
+    elif isinstance(event, dg.AssetMaterialization):
+        key = event.asset_key
+    else:
+        return event
+    spec = context.assets_def.specs_by_key[key]
+    added: dict[str, object] = {}
+    fetched = _schema(event.metadata.get(COLUMN_SCHEMA))
+    if fetched is not None:
+        added[COLUMN_SCHEMA] = dg.MetadataValue.table_schema(
+            _with_descriptions(fetched, _schema(spec.metadata.get(COLUMN_SCHEMA)))
+        )
+    model = model_of(key, spec.metadata)
+    if model is not None:
+        lineage = column_lineage(*model)
+        if lineage is not None:
+            added[COLUMN_LINEAGE] = dg.MetadataValue.column_lineage(lineage)
+    tags = context.run.tags
+    if tags.get(TRIGGER_TAG) == TRIGGER_VALUE:
+        reasons = _reasons_of(tags, key)
+        parents = _updated_parents(context, key) if labels.DEPS_UPDATED in reasons else []
+        created = context.instance.get_run_record_by_id(context.run.run_id)
+        requested_at = created.create_timestamp if created else datetime.datetime.now(datetime.UTC)
+        sentence = explain_sentence(key, tags, policy_of(spec.metadata), requested_at, parents)
+        if sentence is not None:
+            added[EXPLAIN_METADATA] = dg.MetadataValue.text(sentence)
+    if not added:
+        return event
+    return event.with_metadata({**event.metadata, **added})

@@ -1,0 +1,188 @@
+"""What a dbt materialization shows in the UI, from real dbt runs on DuckDB: the warehouse's
+columns and types (undocumented ones included), the row count, the column lineage of the
+project's own analysis, and why the automation requested it."""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dbt_metadata import (
+    BUILT,
+    Built,
+    columns,
+    descriptions,
+    lineage,
+    load,
+    project_with_extra_models,
+)
+
+from dagster_autopilot.automation.audit import EXPIRED_TAG, REASON_TAG, REASONS_BY_ASSET_TAG, TRIGGER_TAG
+from dagster_autopilot.automation.policy import AutomationPolicy
+from dagster_autopilot.dbt.materialization_metadata import EXPLAIN_METADATA, explain_sentence
+
+STG_ORDERS_TYPES = {
+    "order_id": "INTEGER",
+    "customer_id": "INTEGER",
+    "order_date": "DATE",
+    "status": "character varying(256)",
+    "amount": "DECIMAL(16,2)",
+}
+CRON_RUN_TAGS = {
+    TRIGGER_TAG: "auto-materialize",
+    REASON_TAG: "cron",
+    REASONS_BY_ASSET_TAG: json.dumps({"daily_revenue": ["cron"]}),
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """The project with `orders_star` and `customer_flags` added, built once by hand, then the
+    incremental `daily_revenue` again as an automation run for its cron (an incremental run)."""
+    tmp = tmp_path_factory.mktemp("metadata")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOPILOT_DUCKDB_PATH", str(tmp / "warehouse.duckdb"))
+        defs = load(project_with_extra_models(tmp / "project"))
+        with dg.instance_for_test() as instance:
+            state = Built(instance, defs)
+            state.materialize(BUILT)
+            state.first_daily_revenue = state.metadata("daily_revenue")
+            state.materialize(["daily_revenue"], tags=CRON_RUN_TAGS)
+            state.warehouse = Path(os.environ["AUTOPILOT_DUCKDB_PATH"])
+            yield state
+
+
+def test_columns_and_types_come_from_the_warehouse(built):
+    metadata = built.metadata("customer_orders")
+    assert columns(metadata) == {
+        "customer_id": "INTEGER",
+        "full_name": "character varying(256)",
+        "email": "character varying(256)",
+        "country": "character varying(256)",
+        "signup_date": "DATE",
+        "first_order_date": "DATE",
+        "most_recent_order_date": "DATE",
+        "number_of_orders": "BIGINT",
+        "lifetime_value": "DECIMAL(38,2)",
+    }
+    assert descriptions(metadata)["lifetime_value"] == (
+        "Sum of the customer's order amounts in dollars, excluding returned orders."
+    )
+    assert metadata["dagster/row_count"].value == 200
+
+
+def test_an_undocumented_column_is_shown_with_its_type(built):
+    metadata = built.metadata("customer_flags")
+    assert columns(metadata) == {
+        "customer_id": "INTEGER",
+        "lifetime_value": "DECIMAL(38,2)",
+        "is_big_spender": "BOOLEAN",
+    }
+    assert metadata["dagster/row_count"].value == 200
+    assert lineage(metadata) == {
+        "customer_id": {("customer_orders", "customer_id")},
+        "lifetime_value": {("customer_orders", "lifetime_value")},
+        "is_big_spender": {("customer_orders", "lifetime_value")},
+    }
+
+
+def test_a_select_star_model_has_its_parents_columns_and_lineage(built):
+    metadata = built.metadata("orders_star")
+    assert columns(metadata) == STG_ORDERS_TYPES
+    assert descriptions(metadata) == {
+        "order_id": "The order's id.",
+        "customer_id": None,
+        "order_date": None,
+        "status": None,
+        "amount": None,
+    }
+    assert metadata["dagster/row_count"].value == 500
+    assert lineage(metadata) == {name: {("stg_orders", name)} for name in STG_ORDERS_TYPES}
+
+
+def test_an_incremental_model_on_its_first_and_incremental_runs(built):
+    expected_columns = {
+        "order_date": "DATE",
+        "number_of_orders": "BIGINT",
+        "gross_revenue": "DECIMAL(38,2)",
+        "net_revenue": "DECIMAL(38,2)",
+    }
+    expected_lineage = {
+        "order_date": {("stg_orders", "order_date")},
+        "number_of_orders": {("stg_orders", "order_id")},
+        "gross_revenue": {("stg_orders", "amount")},
+        "net_revenue": {("stg_orders", "amount"), ("stg_orders", "status")},
+    }
+    for metadata in (built.first_daily_revenue, built.metadata("daily_revenue")):
+        assert columns(metadata) == expected_columns
+        assert metadata["dagster/row_count"].value == 310
+        assert lineage(metadata) == expected_lineage
+
+
+def test_lineage_runs_through_the_marts_to_the_view(built):
+    assert lineage(built.metadata("customer_segments"))["lifetime_value"] == {
+        ("customer_orders", "lifetime_value")
+    }
+    assert lineage(built.metadata("customer_orders"))["lifetime_value"] == {
+        ("stg_orders", "amount"),
+        ("stg_orders", "status"),
+    }
+
+
+def test_a_view_has_columns_and_lineage_but_no_row_count(built):
+    metadata = built.metadata("stg_orders")
+    assert columns(metadata) == STG_ORDERS_TYPES
+    assert "dagster/row_count" not in metadata, "counting a view's rows runs its query"
+    assert lineage(metadata)["order_id"] == {("raw_orders", "id")}
+
+
+def test_an_automation_run_says_why_it_was_requested(built):
+    (run,) = built.instance.get_run_records(
+        dg.RunsFilter(tags={TRIGGER_TAG: "auto-materialize"}), limit=1
+    )
+    created = run.create_timestamp.astimezone(datetime.UTC)
+    # The latest 06:00 UTC at or before the run was created: the tick the sentence names.
+    tick = created.replace(hour=6, minute=0, second=0, microsecond=0)
+    if tick > created:
+        tick -= datetime.timedelta(days=1)
+    assert built.metadata("daily_revenue")[EXPLAIN_METADATA].value == (
+        f"daily_revenue was requested by the automation because its cron tick at "
+        f"{tick.isoformat()} passed."
+    )
+    assert EXPLAIN_METADATA not in built.first_daily_revenue, "a run by hand has no reason"
+
+
+def test_explain_sentences_for_each_reason():
+    key = dg.AssetKey("customer_orders")
+    at = datetime.datetime(2026, 1, 5, 7, 30, tzinfo=datetime.UTC)
+    policy = AutomationPolicy(cron="0 6 * * *", freshness={"ttl": "1d"})
+
+    def sentence(reasons: list[str], **extra) -> str | None:
+        tags = {
+            TRIGGER_TAG: "auto-materialize",
+            REASONS_BY_ASSET_TAG: json.dumps({"customer_orders": reasons}),
+            **extra,
+        }
+        return explain_sentence(key, tags, policy, at, updated_parents=["stg_orders"])
+
+    prefix = "customer_orders was requested by the automation because "
+    assert sentence(["missing"]) == prefix + "it was never materialized."
+    assert sentence(["code_changed", "deps_updated"]) == (
+        prefix + "its code changed and stg_orders was updated."
+    )
+    assert sentence(["cron"]) == prefix + "its cron tick at 2026-01-05T06:00:00+00:00 passed."
+    expired = {EXPIRED_TAG: "2026-01-04T05:00:00+00:00"}
+    assert sentence(["expired"], **expired) == (
+        prefix + "its materialization of 2026-01-04T05:00:00+00:00 is older than its TTL of 1d."
+    )
+    assert explain_sentence(key, {REASON_TAG: "missing"}, None, at) is None, "not an automation run"
+
+
+def test_the_warehouse_is_free_after_the_dbt_step(built):
+    # dbt-duckdb keeps the file open in the process that fetched the metadata; a Python step of
+    # an in-process run opens it read-write with another configuration.
+    with duckdb.connect(str(built.warehouse)) as connection:
+        assert connection.execute("select count(*) from customer_orders").fetchone() == (200,)
