@@ -8,6 +8,7 @@ import json
 import dagster as dg
 
 from dagster_autopilot import _dagster_internals as internals
+from dagster_autopilot.automation import decision_log
 from dagster_autopilot.automation.audit import (
     TickSummary,
     decide,
@@ -90,8 +91,16 @@ def evaluate_sensor_tick(
     priorities = priorities_of(asset_graph, requested)
     run_tags = run_tags_of(asset_graph, requested)
     tagged = [tag_run_request(rr, decisions, priorities, run_tags) for rr in run_requests]
+    now = evaluation_time or datetime.datetime.now(datetime.UTC)
+    policies = decision_log.policies_of(asset_graph, decisions)
     for decision in summary.decisions:
-        context.log.info(f"autopilot decision {json.dumps(decision.as_log_record())}")
+        record = decision.as_log_record()
+        # The decision in words, as `autopilot explain` says it.
+        record["sentence"] = decision_log.decision_sentence(decision, policies.get(decision.key), now)
+        context.log.info(f"autopilot decision {json.dumps(record)}")
+    waiting = decision_log.waiting_for_cron(captured[0] if captured else [], decisions, asset_graph, now)
+    if waiting:
+        context.log.info(f"autopilot waiting {json.dumps(waiting)}")
     context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
     result = dg.SensorResult(
         run_requests=tagged,
