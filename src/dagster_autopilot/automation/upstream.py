@@ -133,10 +133,24 @@ async def _updated_for(context: AutomationContext, upstream: dg.AssetKey, candid
             metadata,
             upstream,
             context.previous_temporal_context.last_event_id,
+            latest_metadata=_latest_materialization_metadata(context, upstream),
         )
     ):
         return result
     return result.compute_union(newly)
+
+
+def _latest_materialization(context: AutomationContext, key: dg.AssetKey):
+    """The latest materialization of `key`, from the tick's cached asset records (no query)."""
+    queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
+    record = queryer.get_asset_record(key)
+    last = record.asset_entry.last_materialization if record else None
+    return last.asset_materialization if last else None
+
+
+def _latest_materialization_metadata(context: AutomationContext, key: dg.AssetKey):
+    materialization = _latest_materialization(context, key)
+    return materialization.metadata if materialization else None
 
 
 def _code_change_pending(context: AutomationContext, upstream: dg.AssetKey) -> bool:
@@ -145,9 +159,6 @@ def _code_change_pending(context: AutomationContext, upstream: dg.AssetKey) -> b
     Such a parent is rebuilt for its code; which of its columns that changes is known once it has
     run, so a column-aware child waits for that materialization instead of joining its run.
     """
-    queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
-    record = queryer.get_asset_record(upstream)
-    last = record.asset_entry.last_materialization if record else None
-    materialization = last.asset_materialization if last else None
+    materialization = _latest_materialization(context, upstream)
     built_with = (materialization.tags or {}).get(CODE_VERSION_TAG) if materialization else None
     return built_with != context.asset_graph.get(upstream).code_version

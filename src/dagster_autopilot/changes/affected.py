@@ -228,18 +228,25 @@ def sees_update(
     child_metadata,
     parent: dg.AssetKey,
     after_storage_id: int,
+    latest_metadata: Mapping[str, object] | None = None,
 ) -> bool:
     """Whether `parent`'s materializations after `after_storage_id` changed a column `child` reads.
 
     True unless the pair is column-aware (`is_column_aware`) and the parent's recorded affected
     columns are provably not read by `child` (`child_metadata` is its spec's metadata).
+    `latest_metadata`, the metadata of the parent's latest materialization when the caller has it
+    at hand, spares the query and the lineage for the common case: new data, every column.
     """
     pair = _model_pair(child, child_metadata, parent)
     if pair is None:
+        return True
+    if latest_metadata is not None and affected_in(latest_metadata) == ALL:
         return True
     shapes, child_id, parent_id = pair
     relation = shapes.relation(parent_id)
     if relation is None:
         return True
     columns = affected_since(instance, parent, after_storage_id)
+    if columns == ALL:
+        return True
     return reads_any(shapes.shape(child_id), relation, columns)
