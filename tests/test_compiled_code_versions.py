@@ -19,6 +19,7 @@ from harness import _as_dg_loads, copy_project, load_defs
 
 from dagster_autopilot import CustomDbtComponent
 from dagster_autopilot.dbt import compiled as dbt_compiled
+from dagster_autopilot.dbt import parse_cache as dbt_parse_cache
 
 _module_ids = itertools.count()
 
@@ -244,3 +245,16 @@ def test_an_edit_recompiles_only_the_models_it_reaches(project: Path, monkeypatc
     assert changed(base, after) == {"stg_orders"}
     # The first-build pass, then the incremental pass (no incremental model changed).
     assert compiled_models == [{"stg_orders"}, set()]
+
+
+def test_a_project_prepared_by_dbts_own_process_gets_the_same_versions(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    in_process = versions(project)
+    # As for a project with packages or a custom preparer: dagster-dbt starts `dbt parse`, then
+    # the models are compiled here from dbt's partial parse.
+    monkeypatch.setattr(dbt_parse_cache, "parses_in_process", lambda project: False)
+    (state,) = (project / "defs" / ".local_defs_state").glob("*/compiled_sql.json")
+    state.unlink()
+    assert versions(project) == in_process
+    assert json.loads(state.read_text())["models"], "compiled again, into the state's cache"
