@@ -258,3 +258,12 @@ def test_a_project_prepared_by_dbts_own_process_gets_the_same_versions(
     state.unlink()
     assert versions(project) == in_process
     assert json.loads(state.read_text())["models"], "compiled again, into the state's cache"
+
+
+def test_compiling_one_model_prints_nothing(project: Path, capfd: pytest.CaptureFixture[str]):
+    """`dg list defs --json` and `autopilot explain --json` print only their JSON on stdout."""
+    versions(project)
+    edit(project / "analytics_dbt/models/staging/stg_orders.sql", "order_date,", "order_date, 2 as v,")
+    capfd.readouterr()
+    versions(project)
+    assert capfd.readouterr().out == ""

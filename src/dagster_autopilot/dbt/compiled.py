@@ -239,7 +239,10 @@ def _compile_args(project: DbtProject, selected: list[str]) -> list[str]:
     target_path = Path(project.project_dir, project.target_path)
     args = [
         "compile",
-        "--quiet",
+        # Not `--quiet`: with one model selected, a quiet compile prints its SQL on stdout, which
+        # would corrupt the output of `dg list defs --json` and `autopilot explain --json`.
+        "--log-level",
+        "none",
         "--no-populate-cache",
         "--no-write-json",
         "--indirect-selection",
