@@ -229,6 +229,17 @@ def test_quiet_hours_move_a_rebuild_to_their_end(built):
     )
 
 
+def test_an_asset_without_automation_is_listed_and_passes_nothing_on(built):
+    root, ticker = built
+    edit(root / STG_ORDERS, "        customer_id,", "        customer_id + 0 as customer_id,")
+    ticker.reload(root)
+    defs = with_policies(ticker.defs, {"stg_orders": {"enabled": False}})
+    result = plan(defs, ticker.instance, ticker.now)
+    assert _rebuilds(result) == {
+        "stg_orders": ([], ["customer_id"], "not automated", ["code_changed"]),
+    }
+
+
 def _timed_run(ticker, key: str, start: datetime.datetime, seconds: float, succeed: bool) -> None:
     """A run that starts at `start` and ends `seconds` later, materializing `key` on success."""
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData

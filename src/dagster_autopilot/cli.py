@@ -194,7 +194,9 @@ def plan(
     defs = load_defs_quietly(project_root)
     instance = open_instance()
     try:
-        result = plan_changes(defs, instance, evaluation_time)
+        # Shapes are computed on demand, and dbt may print while it compiles one.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = plan_changes(defs, instance, evaluation_time)
     finally:
         instance.dispose()
     typer.echo(as_json(result) if json_output else as_markdown(result) if markdown else as_text(result))

@@ -353,13 +353,6 @@ def _seconds_text(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds:.1f} s"
 
 
-def _total_seconds(result: dict) -> tuple[float, int]:
-    """The estimated seconds of the automated rebuilds, and how many have no estimate."""
-    automated = [r for r in result["rebuilds"] if r["when_kind"] != WHEN_NOT_AUTOMATED]
-    known = [r["estimated_seconds"] for r in automated if r["estimated_seconds"] is not None]
-    return sum(known), len(automated) - len(known)
-
-
 def as_json(result: dict) -> str:
     return json.dumps(result, indent=2)
 
@@ -383,9 +376,6 @@ def as_text(result: dict) -> str:
                 f"columns: {_columns_text(rebuild['columns'])}; "
                 f"estimated {_seconds_text(rebuild['estimated_seconds'])}"
             )
-        total, unknown = _total_seconds(result)
-        tail = f" ({unknown} without an estimate)" if unknown else ""
-        lines.append(f"Estimated total: {total:.1f} s{tail}")
     elif result["changes"]:
         lines.append("Rebuilds: none")
     return "\n".join(lines)
@@ -395,12 +385,12 @@ def as_markdown(result: dict) -> str:
     """The plan as Markdown tables, fit for a pull-request comment."""
     changes, rebuilds = result["changes"], result["rebuilds"]
     breaking = sum(c["category"] in BREAKING_CATEGORIES for c in changes)
-    lines = [
-        "### autopilot plan",
-        "",
-        f"{len(changes)} changed, {breaking} breaking or unknown; {len(rebuilds)} to rebuild "
-        f"(evaluated at {result['evaluated_at']}).",
-    ]
+    summary = (
+        f"{len(changes)} changed, {breaking} breaking or unknown; {len(rebuilds)} to rebuild"
+        if changes
+        else "No changes: the code of every asset is what it was last built from"
+    )
+    lines = ["### autopilot plan", "", f"{summary} (evaluated at {result['evaluated_at']})."]
     if changes:
         lines += ["", "| Changed asset | Category | Columns |", "|---|---|---|"]
         for change in changes:
@@ -420,7 +410,4 @@ def as_markdown(result: dict) -> str:
                 f"| {_columns_text(rebuild['columns'], code=True)} | {_when_text(rebuild)} "
                 f"| {_seconds_text(rebuild['estimated_seconds'])} |"
             )
-        total, unknown = _total_seconds(result)
-        tail = f", {unknown} without an estimate" if unknown else ""
-        lines += ["", f"Estimated total: {total:.1f} s{tail}."]
     return "\n".join(lines)
