@@ -173,6 +173,27 @@ def test_edits_that_change_no_logic_rebuild_nothing(built, path, old, new):
     assert through_the_cron_tick(ticker) == []
 
 
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        # Compiling it needs the warehouse, which compiling never opens.
+        '{% set probe = run_query("select 1") %}\n',
+        # sqlglot cannot parse it (the stand-in runs never execute it).
+        "{{ config(materialized='view') }}\nselect (( from x;\n",
+    ],
+    ids=["introspective", "unparseable"],
+)
+def test_a_model_without_an_analysis_counts_as_breaking_every_column(built, prefix):
+    root, ticker = built
+    text = (root / STG_ORDERS).read_text()
+    (root / STG_ORDERS).write_text(prefix + text.replace("customer_id,", "customer_id,\n 1 as one,"))
+    ticker.reload(root)
+    history = through_the_cron_tick(ticker)
+    assert history[0] == {"stg_orders"}
+    assert set().union(*history[1:]) == MARTS
+    assert change_recorded(ticker, "stg_orders") == ({"category": "unknown", "columns": "*"}, "*")
+
+
 def test_a_seed_update_still_rebuilds_everything_downstream(built):
     root, ticker = built
     csv = root / "analytics_dbt/seeds/raw_orders.csv"
