@@ -197,6 +197,18 @@ def test_a_var_change_rebuilds_its_users(built):
     ticker.check_against_ticks(result)
 
 
+def test_a_cron_tick_the_sensor_has_not_seen_yet_is_the_next_tick(built):
+    root, ticker = built
+    edit(root / SEGMENTS, "lifetime_value >= 1000", "lifetime_value >= 3")
+    ticker.reload(root)
+    assert ticker.tick(ticker.now.replace(hour=5, minute=59, second=40) - ticker.now) == set()
+    result = ticker.plan()  # at 06:00:10: the 06:00 cron tick passed since the sensor's last tick
+    assert _rebuilds(result) == {
+        "customer_segments": ([], ["segment"], "next tick", ["code_changed"]),
+    }
+    assert ticker.tick() == {"customer_segments"}
+
+
 def test_a_description_edit_changes_nothing(built):
     root, ticker = built
     edit(

@@ -287,6 +287,9 @@ def plan(
         node = asset_graph.get(key)
         policy = policy_of(node.metadata) or AutomationPolicy()
         when, at, kind = _when(policy if node.automation_condition is not None else None, now)
+        if next_tick is not None and key in next_tick:
+            # E.g. a cron tick that passed since the sensor's last tick: the next tick requests it.
+            when, at, kind = NEXT_TICK, _iso(now), WHEN_NEXT_TICK
         by_parent = causes.get(key, {})
         own = own_changes.get(key)
         columns = union([own.columns if own else frozenset(), *by_parent.values()])
