@@ -22,7 +22,11 @@ from dbt_metadata import (
 
 from dagster_autopilot.automation.audit import EXPIRED_TAG, REASON_TAG, REASONS_BY_ASSET_TAG, TRIGGER_TAG
 from dagster_autopilot.automation.policy import AutomationPolicy
-from dagster_autopilot.dbt.materialization_metadata import EXPLAIN_METADATA, explain_sentence
+from dagster_autopilot.dbt.materialization_metadata import (
+    EXPLAIN_METADATA,
+    LINEAGE_TABLE_METADATA,
+    explain_sentence,
+)
 
 STG_ORDERS_TYPES = {
     "order_id": "INTEGER",
@@ -130,6 +134,16 @@ def test_lineage_runs_through_the_marts_to_the_view(built):
         ("stg_orders", "amount"),
         ("stg_orders", "status"),
     }
+
+
+def test_the_lineage_table_traces_each_column_back_through_the_ancestors(built):
+    table = built.metadata("customer_segments")[LINEAGE_TABLE_METADATA].value
+    assert (
+        "| `lifetime_value` | customer_orders.lifetime_value | stg_orders.amount, "
+        "stg_orders.status; raw_orders.amount, raw_orders.status |"
+    ) in table.splitlines()
+    assert table.splitlines()[0] == "| Column | Computed from | Traced back to |"
+    assert len(table.splitlines()) == 2 + 5, "one row per column of customer_segments"
 
 
 def test_a_view_has_columns_and_lineage_but_no_row_count(built):

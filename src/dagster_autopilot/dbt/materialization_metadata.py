@@ -8,6 +8,9 @@ and, for an automation run, why the automation requested it.
   would run their query).
 - `dagster/column_lineage` comes from the project's own column lineage (`changes/`), the one the
   column-aware rebuilds use: dagster-dbt's lineage is turned off, so the SQL is parsed once.
+- `autopilot/column_lineage`: the same lineage as a Markdown table, each column followed back
+  through its ancestors (`customer_segments.lifetime_value` to `stg_orders.amount`), since
+  Dagster's open-source UI does not display `dagster/column_lineage`.
 - `autopilot/explain`: one sentence, built from the run's audit tags (`automation/audit.py`) with
   `autopilot explain`'s wording.
 """
@@ -41,6 +44,7 @@ WAREHOUSE_METADATA = ("column_metadata", "row_count")
 COLUMN_SCHEMA = "dagster/column_schema"
 COLUMN_LINEAGE = "dagster/column_lineage"
 EXPLAIN_METADATA = "autopilot/explain"
+LINEAGE_TABLE_METADATA = "autopilot/column_lineage"
 
 
 def dbt_events(invocation, include_metadata: Iterable[str]) -> Iterator:
@@ -111,6 +115,63 @@ def column_lineage(shapes: ProjectShapes, unique_id: str) -> dg.TableColumnLinea
         if deps:
             deps_by_column[column] = deps
     return dg.TableColumnLineage(deps_by_column) if deps_by_column else None
+
+
+def _parent_ids(shapes: ProjectShapes, unique_id: str) -> dict[str, str]:
+    """relation (as the model's shape names it) -> parent unique id."""
+    ids = {}
+    for parent in shapes.parents(unique_id):
+        relation = shapes.relation(parent)
+        if relation is not None:
+            ids[relation] = parent
+    return ids
+
+
+def traced_columns(shapes: ProjectShapes, unique_id: str, column: str) -> list[list[str]]:
+    """The columns `column` is computed from, one list per generation of ancestors (parents,
+    grandparents, ...), each as `asset.column`, followed through every model the lineage knows
+    and ending at seeds, sources and models it cannot follow."""
+    generations: list[list[str]] = []
+    current = {(unique_id, column)}
+    seen: set[tuple[str, str]] = set()
+    while current:
+        following: set[tuple[str, str]] = set()
+        for node, name in current:
+            shape = shapes.shape(node)
+            if shape is None:
+                continue
+            parents = _parent_ids(shapes, node)
+            for relation, names in shape.column_sources.get(name, {}).items():
+                parent = parents.get(relation)
+                if parent is not None and shapes.key_of(parent) is not None:
+                    following |= {(parent, source) for source in names}
+        following -= seen
+        seen |= following
+        if following:
+            generations.append(
+                sorted(f"{shapes.key_of(node).to_user_string()}.{name}" for node, name in following)
+            )
+        current = following
+    return generations
+
+
+def lineage_markdown(shapes: ProjectShapes, unique_id: str) -> str | None:
+    """The model's column lineage as a table a person reads in the UI: each column, the parents'
+    columns it is computed from, and the ancestors' columns behind those."""
+    shape = shapes.shape(unique_id)
+    if shape is None or shape.columns is None:
+        return None
+    rows = []
+    for column in shape.columns:
+        generations = traced_columns(shapes, unique_id, column)
+        if not generations:
+            continue
+        direct = ", ".join(generations[0])
+        behind = "; ".join(", ".join(generation) for generation in generations[1:]) or "-"
+        rows.append(f"| `{column}` | {direct} | {behind} |")
+    if not rows:
+        return None
+    return "\n".join(["| Column | Computed from | Traced back to |", "| --- | --- | --- |", *rows])
 
 
 def _with_descriptions(fetched: dg.TableSchema, documented: dg.TableSchema | None) -> dg.TableSchema:
@@ -228,6 +289,10 @@ def with_materialization_metadata(context: dg.AssetExecutionContext, event):
         lineage = column_lineage(*model)
         if lineage is not None:
             added[COLUMN_LINEAGE] = dg.MetadataValue.column_lineage(lineage)
+            # Dagster's open-source UI does not display `dagster/column_lineage`: this table does.
+            table = lineage_markdown(*model)
+            if table is not None:
+                added[LINEAGE_TABLE_METADATA] = dg.MetadataValue.md(table)
     tags = context.run.tags
     if tags.get(TRIGGER_TAG) == TRIGGER_VALUE:
         reasons = _reasons_of(tags, key)
