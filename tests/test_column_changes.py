@@ -107,7 +107,7 @@ def test_a_changed_expression_rebuilds_exactly_the_marts_that_read_the_column(bu
         {"category": "breaking", "columns": ["customer_id"]},
         ["customer_id"],
     )
-    assert change_recorded(ticker, "customer_orders")[1] == "*"
+    assert change_recorded(ticker, "customer_orders") == ({"category": "unchanged", "columns": []}, "*")
 
 
 def test_a_changed_expression_of_a_column_no_mart_reads_rebuilds_the_view_only(built):
@@ -223,7 +223,7 @@ def test_code_version_change_detection_rebuilds_every_child(built):
 def test_recorded_metadata_is_json(built):
     _, ticker = built
     category, affected = change_recorded(ticker, "stg_orders")
-    assert json.loads(json.dumps(category)) == {"category": "unknown", "columns": "*"}
+    assert json.loads(json.dumps(category)) == {"category": "missing", "columns": "*"}
     assert affected == "*", "a first build affects every column"
 
 

@@ -2,7 +2,8 @@
 
 Every materialization of a dbt model records three metadata entries:
 - `autopilot/shape`: the model's column shape, which the next materialization compares with;
-- `autopilot/change`: the category of its own code change since its previous materialization;
+- `autopilot/change`: the category of its own code change since its previous materialization
+  (`missing` for a first build, `unchanged` when its SQL is the same);
 - `autopilot/affected_columns`: the output columns whose values may have changed, `*` for all.
 
 Only a rebuild explained by code changes alone gets a column list: its own change's columns, and
@@ -35,6 +36,11 @@ from dagster_autopilot.changes.project import ProjectShapes, model_of
 SHAPE_METADATA = "autopilot/shape"
 CHANGE_METADATA = "autopilot/change"
 AFFECTED_METADATA = "autopilot/affected_columns"
+
+# `autopilot/change` categories besides the four of `lineage.categorize`: a model's first build,
+# and a rebuild whose own SQL did not change.
+MISSING = "missing"
+UNCHANGED = "unchanged"
 
 # The tag Dagster stamps on every materialization: the code version the asset was built with.
 CODE_VERSION_TAG = "dagster/code_version"
@@ -157,9 +163,14 @@ def change_metadata(
     if change.category == "metadata_only" and previous_version != code_version and code_version:
         change = Change("unknown", ALL)
     affected = _affected_columns(instance, shapes, unique_id, shape, change, previous)
+    category = change.category
+    if previous is None:
+        category = MISSING  # its first build
+    elif category == "metadata_only":
+        category = UNCHANGED  # same SQL: rebuilt for its parents, a schedule, or by hand
     metadata: dict[str, object] = {
         CHANGE_METADATA: dg.MetadataValue.json(
-            {"category": change.category, "columns": columns_json(change.columns)}
+            {"category": category, "columns": columns_json(change.columns)}
         ),
         AFFECTED_METADATA: dg.MetadataValue.json(columns_json(affected)),
     }
