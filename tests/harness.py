@@ -519,6 +519,7 @@ def configured_arrivals_fixture(tmp_path: Path, clock: Clock):
     from dagster_autopilot.samples.talent import CANDIDATE_SPEC
 
     folder = tmp_path / "landing"
+    folder.mkdir(exist_ok=True)
 
     def build(**fields) -> Arrivals:
         component = LandingFilesComponent(

@@ -420,6 +420,12 @@ BAD_LANDING_CONFIG = {
         "landing_dir: data/talent/candidates_sample.jsonl",
         ["defs.yaml", "landing_dir", "is a file, not a folder"],
     ),
+    "landing-dir-missing": (
+        "landing_dir: .data/landing/candidates\n  # .data/ is git-ignored: a fresh clone has no "
+        "landing folder until the first load.\n  create_landing_dir: true\n",
+        "landing_dir: .data/landing/candidatse\n",
+        ["defs.yaml", "landing_dir", "'.data/landing/candidatse'", "does not exist"],
+    ),
     "missing-sample-file": (
         "sample_files: [data/talent/candidates_sample.jsonl]",
         "sample_files: [data/talent/candidates_sampel.jsonl]",

@@ -51,8 +51,13 @@ class LandingFilesComponent(ComponentModel):
     """Key of the raw asset, and name of its warehouse table, e.g. `raw_candidates`."""
 
     landing_dir: str
-    """Folder the files arrive in. A relative path is read from the project root. It may not exist
-    yet (the sensor waits for it); a path that is a file is an error."""
+    """Folder the files arrive in. A relative path is read from the project root. It must be a
+    folder that exists (a misspelt path would otherwise wait for files forever), unless
+    `create_landing_dir` is true."""
+
+    create_landing_dir: bool = False
+    """Create `landing_dir` when the definitions load, if it is missing: for a folder under a
+    git-ignored data directory, which a fresh clone does not have."""
 
     id_column: str
     """Column that identifies a record; a row without it is quarantined as `missing_id`."""
@@ -103,6 +108,13 @@ class LandingFilesComponent(ComponentModel):
         folder = _resolve(context.project_root, self.landing_dir)
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"landing_dir: {self.landing_dir!r} ({folder}) is a file, not a folder")
+        if not folder.exists():
+            if not self.create_landing_dir:
+                raise ValueError(
+                    f"landing_dir: {self.landing_dir!r} ({folder}) does not exist; create the "
+                    "folder, or set `create_landing_dir: true` to create it when the definitions load"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
         samples = [_resolve(context.project_root, name) for name in self.sample_files]
         for index, path in enumerate(samples):
             if not path.is_file():
