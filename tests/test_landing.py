@@ -6,6 +6,7 @@ project's real `raw_candidates_arrivals` sensor and `raw_candidates` asset, tick
 sensor's clock moved by the test.
 """
 
+import logging
 import os
 import subprocess
 import sys
@@ -140,6 +141,65 @@ def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
     assert ledger(warehouse, "big.csv") == [("landed", None, 38, 35, 3)]
 
 
+def csv_rows(prefix: str, third: str) -> list[str]:
+    """Ten good candidate rows as CSV lines, ids `prefix1`..., with `third` as the third one."""
+    rows = [f"{prefix}{n},Person {n},Engineer,Oslo,sql,notes {n},{n}" for n in range(1, 11)]
+    rows[2] = third
+    return rows
+
+
+def test_every_line_of_a_csv_with_stray_or_unclosed_quotes_lands_or_is_quarantined(
+    warehouse: Warehouse, tmp_path: Path
+):
+    stray = tmp_path / "stray.csv"
+    stray.write_text(
+        "\n".join([CSV_HEADER, *csv_rows("s", 's3,P3,Engineer for 15" displays,Oslo,sql,x,3')]) + "\n"
+    )
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text("\n".join([CSV_HEADER, *csv_rows("u", 'u3,P3,"Engineer,Oslo,sql,x,3')]) + "\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text(CSV_HEADER + ",years_experience\nq1,P,T,L,S,x,3,4\n")
+
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [stray, unclosed, twice])
+
+    assert report.files_ingested == ["stray.csv", "unclosed.csv"]
+    assert ledger(warehouse, "stray.csv") == [("landed", None, 10, 10, 0)]
+    assert ledger(warehouse, "unclosed.csv") == [("landed", None, 10, 9, 1)]
+    [(status, reason, *_)] = ledger(warehouse, "twice.csv")
+    assert (status, reason) == ("rejected", "duplicate_column")
+    assert "twice.csv" in report.files_rejected["twice.csv"]
+    assert "years_experience" in report.files_rejected["twice.csv"]
+    with warehouse.connect() as session:
+        stored = session.fetch_all(
+            f"select source_file, line_number, title from {TABLE} order by source_file, line_number"
+        )
+        quarantined = session.fetch_all(
+            f"select source_file, line_number, reason from {TABLE}_quarantine"
+            " order by source_file, line_number"
+        )
+        last_lines = dict(session.fetch_all(f"select file_name, last_line from {landing.LEDGER_TABLE}"))
+    # Each physical line after the header is a stored row or a quarantined one, on its own number.
+    assert [line for name, line, _ in stored if name == "stray.csv"] == list(range(2, 12))
+    assert ("stray.csv", 4, 'Engineer for 15" displays') in stored
+    assert [line for name, line, _ in stored if name == "unclosed.csv"] == [2, 3, *range(5, 12)]
+    assert quarantined == [("twice.csv", 0, "duplicate_column"), ("unclosed.csv", 4, "malformed_row")]
+    assert (last_lines["stray.csv"], last_lines["unclosed.csv"]) == (11, 11)
+
+
+def test_an_unexpected_error_while_reading_names_the_file(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    candidates, _ = generate(3, 0, seed=22)
+    path = write_records(tmp_path / "flaky.jsonl", candidates, CANDIDATE_SPEC)
+
+    def disk_error(*args, **kwargs):
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(landing, "iter_batches", disk_error)
+    with pytest.raises(RuntimeError, match=r"flaky\.jsonl.*Input/output error"):
+        landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path])
+
+
 # --- The sensor, ticked on the project's real definitions. ---
 
 
@@ -177,6 +237,12 @@ def test_a_landing_run_with_a_bad_file_succeeds_and_reports_it(arrivals, warehou
     assert metadata["files_rejected"].value == 1
     assert "bad.csv" in metadata["rejected_files"].value
     assert ledger(warehouse, "good.jsonl") == [("landed", None, 3, 3, 0)]
+    warnings = [
+        entry.user_message
+        for entry in sensor.instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert any("bad.csv" in message for message in warnings), warnings
 
 
 @pytest.mark.parametrize(
@@ -231,6 +297,39 @@ def test_only_complete_files_are_ready_by_each_convention(tmp_path: Path):
     time.sleep(0.01)  # a later file clock tick for the next write
     (folder / "h.csv").write_text("x\n")
     assert ready("_SUCCESS") == ["a.csv", "b.jsonl"], "written after the marker: next batch"
+
+
+def test_a_file_renamed_from_its_tmp_name_is_requested_even_with_an_old_mtime(
+    arrivals, warehouse: Warehouse
+):
+    sensor, folder = arrivals
+    candidates, _ = generate(3, 0, seed=23)
+    temporary = write_records(folder / "renamed.csv.tmp", candidates, CANDIDATE_SPEC, file_format="csv")
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(temporary, ns=(hour_ago, hour_ago))  # as `rsync -t` keeps the source's mtime
+    assert sensor.tick() + sensor.tick() == [], "a .tmp name is still being written"
+    temporary.rename(folder / "renamed.csv")
+    requests = sensor.tick() + sensor.tick()
+    assert [r.tags["autopilot/arrivals"] for r in requests] == ["renamed.csv"]
+    assert sensor.run(requests[0]).success
+    assert ledger(warehouse, "renamed.csv") == [("landed", None, 3, 3, 0)]
+
+
+def test_files_are_requested_only_once_the_success_marker_follows_them(
+    configured_arrivals, warehouse: Warehouse
+):
+    build, folder = configured_arrivals
+    sensor = build(completion_marker="_SUCCESS")
+    candidates, _ = generate(6, 0, seed=24)
+    write_records(folder / "part-1.csv", candidates[:3], CANDIDATE_SPEC, file_format="csv")
+    write_records(folder / "part-2.jsonl", candidates[3:], CANDIDATE_SPEC)
+    assert sensor.tick() + sensor.tick() + sensor.tick() == [], "no _SUCCESS yet"
+    (folder / "_SUCCESS").touch()
+    requests = sensor.tick() + sensor.tick() + sensor.tick()
+    assert [r.tags["autopilot/arrivals"] for r in requests] == ["part-1.csv,part-2.jsonl"]
+    assert sensor.run(requests[0]).success
+    assert ledger(warehouse, "part-1.csv") == [("landed", None, 3, 3, 0)]
+    assert ledger(warehouse, "part-2.jsonl") == [("landed", None, 3, 3, 0)]
 
 
 def test_a_rewrite_keeping_size_and_mtime_is_seen(arrivals, warehouse: Warehouse):

@@ -14,11 +14,15 @@ from test_landing import (  # noqa: F401 (collected here, on PostgreSQL)
     test_a_failed_landing_run_is_requested_again_after_a_backoff,
     test_a_file_is_requested_only_once_its_done_marker_exists,
     test_a_file_is_requested_only_once_settle_seconds_old,
+    test_a_file_renamed_from_its_tmp_name_is_requested_even_with_an_old_mtime,
     test_a_file_still_being_written_lands_once_complete,
     test_a_good_file_lands_beside_an_unreadable_one_which_is_rejected_once,
     test_a_landing_run_with_a_bad_file_succeeds_and_reports_it,
     test_a_rewrite_keeping_size_and_mtime_is_seen,
+    test_an_unexpected_error_while_reading_names_the_file,
     test_each_file_and_record_is_landed_once_and_bad_rows_are_counted,
+    test_every_line_of_a_csv_with_stray_or_unclosed_quotes_lands_or_is_quarantined,
+    test_files_are_requested_only_once_the_success_marker_follows_them,
     test_no_landing_run_is_requested_while_one_is_in_progress,
 )
 
