@@ -141,6 +141,32 @@ def test_a_crash_after_a_chunk_resumes_there_without_duplicates(
     assert ledger(warehouse, "big.csv") == [("landed", None, 38, 35, 3)]
 
 
+def test_a_crash_resumes_exactly_even_when_the_chunk_size_changed(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    candidates, _ = generate(35, 0, seed=12)
+    path = write_records(tmp_path / "big.csv", candidates, CANDIDATE_SPEC, file_format="csv", bad_rows=3)
+    real_flush, flushes = landing._Group.flush, []
+
+    def crash_on_third_chunk(self, *args):
+        flushes.append(args)
+        if len(flushes) == 3:
+            raise RuntimeError("the machine lost power")
+        return real_flush(self, *args)
+
+    monkeypatch.setattr(landing._Group, "flush", crash_on_third_chunk)
+    with pytest.raises(RuntimeError, match="lost power"):
+        landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=10)
+    monkeypatch.setattr(landing._Group, "flush", real_flush)
+
+    # A release with another chunk size resumes: its chunk of rows 15-21 holds six committed rows.
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [path], batch_rows=7)
+    assert report.records_in == 18, "the resumed run reads only the rows after the committed ones"
+    assert ledger(warehouse, "big.csv") == [("landed", None, 38, 35, 3)]
+    assert count(warehouse, f"select count(*) from {TABLE}") == 35
+    assert count(warehouse, f"select count(*) from {TABLE}_quarantine") == 3
+
+
 def csv_rows(prefix: str, third: str) -> list[str]:
     """Ten good candidate rows as CSV lines, ids `prefix1`..., with `third` as the third one."""
     rows = [f"{prefix}{n},Person {n},Engineer,Oslo,sql,notes {n},{n}" for n in range(1, 11)]

@@ -29,6 +29,28 @@ def test_chunks_cover_consecutive_line_ranges_and_find_repeats_across_them(tmp_p
     assert read_checked(path, SPEC).duplicates == 1
 
 
+@pytest.mark.parametrize("after_line", [1, 3, 5, 6, 8])
+def test_reading_on_after_a_line_gives_the_rows_after_it_whatever_the_chunk_size(
+    tmp_path: Path, after_line: int
+):
+    path = tmp_path / "people.csv"
+    path.write_text('id,notes,years\na1,one,1\n\na2,"two\nlines",2\na3,three,x\na1,one,1\n\n')
+    whole = read_records(path, SPEC)
+
+    chunks = list(iter_batches(path, SPEC, batch_rows=1, after_line=after_line))
+
+    assert chunks[0].first_line == after_line + 1
+    assert chunks[-1].last_line == 8
+    records = [record for chunk in chunks for record in chunk.records]
+    assert records == [r for r in whole.records if r["line_number"] > after_line]
+    quarantined = [row for chunk in chunks for row in chunk.quarantined]
+    assert quarantined == [row for row in whole.quarantined if row.line_number > after_line]
+    # Line 7 repeats line 2: a repeat even when line 2 was read before.
+    assert sum(chunk.duplicates for chunk in chunks) == (1 if after_line < 7 else 0)
+    lines = sum(c.blank_lines + c.kept_lines + c.quarantined_lines for c in chunks)
+    assert lines == 8 - after_line
+
+
 def test_an_empty_file_is_one_empty_chunk(tmp_path: Path):
     path = tmp_path / "people.jsonl"
     path.write_text("")

@@ -355,9 +355,12 @@ def _read_file(
     # files ingested within the same clock tick.
     state.ingested_at = group.next_arrival()
     try:
-        for batch in iter_batches(path, group.spec, batch_rows=batch_rows):
+        # A file resumed after a crash is read on from its last committed line, whatever chunk
+        # size committed it.
+        batches = iter_batches(path, group.spec, batch_rows=batch_rows, after_line=state.last_line)
+        for batch in batches:
             if batch.last_line <= state.last_line:
-                continue  # committed before a crash
+                continue  # nothing after the committed lines
             group.add(state, batch)
             if group.rows >= batch_rows:
                 group.flush(lease, report)

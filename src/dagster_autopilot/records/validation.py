@@ -27,6 +27,7 @@ fine: the column is null, as in a JSONL record that leaves it out.
 """
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -221,17 +222,23 @@ def read_records(path: str | Path, spec: RecordSpec) -> Batch:
 
 
 def iter_batches(
-    path: str | Path, spec: RecordSpec, batch_rows: int = DEFAULT_BATCH_ROWS
+    path: str | Path, spec: RecordSpec, batch_rows: int = DEFAULT_BATCH_ROWS, *, after_line: int = 0
 ) -> Iterator[Batch]:
     """Reads a `.csv` or `.jsonl` file in chunks of at most `batch_rows` rows, holding one chunk in
     memory at a time. Repeats are found across the whole file, not only within a chunk.
+
+    `after_line`, the last line of a chunk read before (to resume a file), starts the first chunk
+    on the next line: the rows up to it are read only so that later repeats of them count as
+    repeats, whatever chunk size read them before.
 
     The whole-file checks (extension, encoding, line endings, CSV header) run before this returns:
     `UnreadableFileError` or `FileNotFoundError` is raised here, never halfway through the chunks.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
-    return _batches(_open(Path(path), spec), spec, batch_rows)
+    if after_line < 0:
+        raise ValueError(f"after_line must be 0 or more, not {after_line}")
+    return _batches(_open(Path(path), spec), spec, batch_rows, after_line)
 
 
 class _Row(NamedTuple):
@@ -335,18 +342,29 @@ def _open_csv(path: Path, text: io.TextIOWrapper, spec: RecordSpec) -> _OpenFile
     return _OpenFile(path, text, rows, header_lines=1, blank_lines=blank_lines)
 
 
-def _batches(opened: _OpenFile, spec: RecordSpec, batch_rows: int | None) -> Iterator[Batch]:
+def _batches(
+    opened: _OpenFile, spec: RecordSpec, batch_rows: int | None, after_line: int = 0
+) -> Iterator[Batch]:
     validator = _Validator(spec)
     seen: set[bytes] = set()
     last_line = opened.header_lines + opened.blank_lines
-    batch = Batch(
-        opened.path,
-        last_line=last_line,
-        header_lines=opened.header_lines,
-        blank_lines=opened.blank_lines,
-    )
+    if after_line:
+        batch = Batch(opened.path, first_line=after_line + 1, last_line=max(after_line, last_line))
+    else:
+        batch = Batch(
+            opened.path,
+            last_line=last_line,
+            header_lines=opened.header_lines,
+            blank_lines=opened.blank_lines,
+        )
     with opened.text:
         for row in opened.rows:
+            if row.line_number <= after_line:
+                # Read before: only its digest matters, so that a later repeat is a repeat.
+                if row.lines and row.rejection is None:
+                    with contextlib.suppress(_RowRejected):
+                        seen.add(_record_digest(validator.record(row.values)))
+                continue
             if not row.lines:
                 batch.blank_lines += 1
                 batch.last_line = row.line_number
