@@ -42,13 +42,17 @@ def count(warehouse: Warehouse, sql: str) -> int:
 
 
 def ledger(warehouse: Warehouse, file_name: str) -> list[tuple]:
+    """The file's ledger rows, each checked to account for every record it read."""
     with warehouse.connect() as session:
         mark = session.placeholder
-        return session.fetch_all(
+        rows = session.fetch_all(
             f"select status, reason, records_in, records_kept, records_quarantined"
             f" from {landing.LEDGER_TABLE} where file_name = {mark} order by ingested_at",
             (file_name,),
         )
+    for _, _, records_in, kept, quarantined in rows:
+        assert records_in == kept + quarantined, f"{file_name}: {rows}"
+    return rows
 
 
 def test_each_file_and_record_is_landed_once_and_bad_rows_are_counted(
