@@ -216,6 +216,31 @@ def test_every_line_of_a_csv_with_stray_or_unclosed_quotes_lands_or_is_quarantin
     assert (last_lines["stray.csv"], last_lines["unclosed.csv"]) == (11, 11)
 
 
+def test_a_csv_without_optional_columns_lands_nulls_and_a_cr_only_file_is_rejected(
+    warehouse: Warehouse, tmp_path: Path
+):
+    short = tmp_path / "short.csv"
+    short.write_text("candidate_id,full_name,title,skills\no1,Ann,Engineer,sql\n")
+    same = tmp_path / "same.jsonl"
+    same.write_text('{"candidate_id": "o1", "full_name": "Ann", "title": "Engineer", "skills": "sql"}\n')
+    old_mac = tmp_path / "old-mac.csv"
+    old_mac.write_bytes(b"candidate_id,full_name,title,skills\ro2,Bo,Engineer,sql\r")
+
+    report = landing.ingest(warehouse, TABLE, CANDIDATE_SPEC, [short, same, old_mac])
+
+    assert ledger(warehouse, "short.csv") == [("landed", None, 1, 1, 0)]
+    assert ledger(warehouse, "same.jsonl") == [("landed", None, 1, 1, 0)]
+    assert report.records_duplicate == 1, "the same record from JSONL, missing the same columns"
+    with warehouse.connect() as session:
+        stored = session.fetch_all(
+            f"select candidate_id, location, summary, years_experience from {TABLE}"
+        )
+    assert stored == [("o1", None, None, None)]
+    [(status, reason, *_)] = ledger(warehouse, "old-mac.csv")
+    assert (status, reason) == ("rejected", "bad_line_endings")
+    assert "old-mac.csv" in report.files_rejected["old-mac.csv"]
+
+
 def test_an_unexpected_error_while_reading_names_the_file(
     warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

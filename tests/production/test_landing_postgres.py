@@ -12,6 +12,7 @@ from harness import (  # noqa: F401 (the sensor tests' fixtures)
 from test_landing import (  # noqa: F401 (collected here, on PostgreSQL)
     test_a_crash_after_a_chunk_resumes_there_without_duplicates,
     test_a_crash_resumes_exactly_even_when_the_chunk_size_changed,
+    test_a_csv_without_optional_columns_lands_nulls_and_a_cr_only_file_is_rejected,
     test_a_failed_landing_run_is_requested_again_after_a_backoff,
     test_a_file_is_requested_only_once_its_done_marker_exists,
     test_a_file_is_requested_only_once_settle_seconds_old,
