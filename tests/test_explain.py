@@ -446,6 +446,9 @@ def test_a_paused_asset_says_how_to_lift_the_pause(policy_explainer):
 
 @pytest.fixture
 def dagster_home(project_defs, tmp_path, monkeypatch):
+    # An instance folder has its dagster.yaml; without one, Dagster warns once per process on the
+    # first open, into the command's output.
+    (tmp_path / "dagster.yaml").write_text("")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setattr(cli, "load_project_defs", lambda root: project_defs)
     return tmp_path

@@ -299,6 +299,9 @@ def planned_home(tmp_path, monkeypatch):
     root = copy_project(tmp_path / "project")
     home = tmp_path / "home"
     home.mkdir()
+    # An instance folder has its dagster.yaml; without one, Dagster warns once per process on the
+    # first open, into the command's output.
+    (home / "dagster.yaml").write_text("")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = load_defs(root)
     with dg.DagsterInstance.get() as instance:

@@ -63,11 +63,11 @@ CASES = {
             ),
         ],
         [
-            "defs/talent/defs.yaml[5] (SafeScheduledJobComponent), line 86, asset_selection: "
+            "defs/talent/defs.yaml[5] (SafeScheduledJobComponent), line 89, asset_selection: "
             "'raw_candidatez' names no asset (did you mean raw_candidates?)",
-            "defs/talent/defs.yaml[4] (VectorMatchComponent), line 70, candidates: "
+            "defs/talent/defs.yaml[4] (VectorMatchComponent), line 73, candidates: "
             "'candidate_vector' names no asset (did you mean candidate_vectors?)",
-            "defs/talent/defs.yaml[2] (EmbeddingComponent), line 45, source: "
+            "defs/talent/defs.yaml[2] (EmbeddingComponent), line 48, source: "
             "'normalised_candidates' names no asset (did you mean normalized_candidates?)",
             "defs/automation/defs.yaml (AutomationSensorComponent), line 7, target: "
             "'raw_candidatez' names no asset (did you mean raw_candidates?)",
@@ -80,9 +80,9 @@ CASES = {
             (TALENT_YAML, "job_name: refresh_candidates", "job_name: hourly_dbt_tables_job"),
         ],
         [
-            "defs/talent/defs.yaml[4] (VectorMatchComponent), line 76, output: asset "
+            "defs/talent/defs.yaml[4] (VectorMatchComponent), line 79, output: asset "
             "'customer_orders' is also defined by defs/analytics/defs.yaml[0] (CustomDbtComponent)",
-            "defs/talent/defs.yaml[5] (SafeScheduledJobComponent), line 84, job_name: job "
+            "defs/talent/defs.yaml[5] (SafeScheduledJobComponent), line 87, job_name: job "
             "'hourly_dbt_tables_job' is also defined by defs/analytics/defs.yaml[1] "
             "(SafeScheduledJobComponent), line 24, job_name",
         ],

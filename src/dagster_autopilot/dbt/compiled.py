@@ -43,6 +43,10 @@ CACHE_FILE = "compiled_sql.json"
 # Bumped whenever the cache's layout or the meaning of its fields changes.
 CACHE_FORMAT = 1
 
+# Models compiled in this process, by cache key: the key holds everything a compilation reads, so
+# another copy of the same project (a test's, a reloaded code location's) reuses them.
+_COMPILED_IN_PROCESS: dict[str, CompiledModel] = {}
+
 COMPILED = "compiled SQL"
 """The source of a code version made from the canonical compiled SQL."""
 
@@ -335,6 +339,8 @@ def compile_models(
             result[unique_id] = CompiledModel(key=key, reason=PYTHON_MODEL)
             continue
         cached = previous.get(unique_id)
+        if cached is None or cached.key != key:
+            cached = _COMPILED_IN_PROCESS.get(key)
         # A failure of the whole compile is retried on the next preparation; a model's own is not.
         if cached is not None and cached.key == key and not _failed_as_a_whole(cached):
             result[unique_id] = cached
@@ -364,6 +370,9 @@ def compile_models(
             canonical=canonical,
             reason=reason,
         )
+    _COMPILED_IN_PROCESS.update(
+        (model.key, model) for model in result.values() if not _failed_as_a_whole(model)
+    )
     cache = {
         "format": CACHE_FORMAT,
         "fingerprint": fingerprint,
