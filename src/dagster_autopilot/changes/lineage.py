@@ -9,7 +9,7 @@ Everything here fails safe: what the analysis cannot prove becomes "every column
 unknown column list (`columns=None`) or the `unknown` category, never a missing read.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -295,16 +295,7 @@ class _Lineage:
             if node.args.get("columns"):
                 raise _Unprovable("column list on an alias")
             return "alias"
-        parts = []
-        for arg, value in sorted(node.args.items()):
-            if value is None or value is False or value == []:
-                continue
-            if isinstance(node, exp.Identifier) and arg == "quoted":
-                continue
-            if isinstance(node, exp.Anonymous) and arg == "this" and isinstance(value, str):
-                value = value.lower()
-            parts.append(f"{arg}={self._serialize(scope, value, deps)}")
-        return f"{node.key}(" + ",".join(parts) + ")"
+        return _serialize_args(node, lambda value: self._serialize(scope, value, deps))
 
     def column(self, scope: Scope, column: exp.Column) -> tuple[str, _Deps]:
         name = column.name
@@ -502,6 +493,12 @@ def _serialize_raw(node: object, relations: Mapping[str, str]) -> str:
         node = exp.Literal.string(node.name)
     if isinstance(node, exp.Table) and node.name in relations:
         return f"table({relations[node.name]})"
+    return _serialize_args(node, lambda value: _serialize_raw(value, relations))
+
+
+def _serialize_args(node: exp.Expression, serialize: Callable[[object], str]) -> str:
+    """`node` as `key(arg=value,...)` over its set arguments, each serialized by `serialize`;
+    identifier quoting left out, names of unknown functions in lower case."""
     parts = []
     for arg, value in sorted(node.args.items()):
         if value is None or value is False or value == []:
@@ -510,7 +507,7 @@ def _serialize_raw(node: object, relations: Mapping[str, str]) -> str:
             continue
         if isinstance(node, exp.Anonymous) and arg == "this" and isinstance(value, str):
             value = value.lower()
-        parts.append(f"{arg}={_serialize_raw(value, relations)}")
+        parts.append(f"{arg}={serialize(value)}")
     return f"{node.key}(" + ",".join(parts) + ")"
 
 
