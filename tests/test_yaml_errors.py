@@ -104,10 +104,17 @@ CASES = {
             "minimum_interval_seconds: must be at least 1, got -1",
         ],
     ),
-    # JSON schema alone says "is not valid under any of the given schemas".
+    # JSON schema alone says "is not valid under any of the given schemas"; here the line, the
+    # unexpected key and the keys a policy takes.
     "misspelt-policy-key": (
         [(ANALYTICS_YAML, '      cron: "0 6 * * *"', '      corn: "0 6 * * *"')],
-        ["defs.yaml:1", "attributes.policies.table", "'corn' was unexpected"],
+        [
+            "defs.yaml:13",
+            "attributes.policies.table",
+            "'corn' was unexpected",
+            "'corn' is not one of ['backoff', 'cron', 'enabled', 'freshness', 'priority', "
+            "'quiet_hours', 'rebuild', 'timezone']",
+        ],
     ),
     "misspelt-shorthand": (
         [

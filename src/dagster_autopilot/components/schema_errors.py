@@ -46,6 +46,9 @@ def by_json_type(schema: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, Mapping):
             return node
         node = {key: rewrite(value) for key, value in node.items()}
+        if node.get("additionalProperties") is False and node.get("properties"):
+            # "'corn' was unexpected" names the mistake; the allowed keys name what is expected.
+            node["propertyNames"] = {"enum": sorted(node["properties"])}
         shapes = _shapes_by_type(node.get("anyOf", []), definitions)
         if shapes is None or len(shapes) < 2:
             return node
