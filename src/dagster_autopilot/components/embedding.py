@@ -7,6 +7,7 @@ import dagster as dg
 from dagster.components.resolved.model import Resolver
 
 from dagster_autopilot.automation.apply import apply_policy, with_run_tags
+from dagster_autopilot.automation.run_explain import explain_metadata
 from dagster_autopilot.components.fields import ComponentModel, Policy
 from dagster_autopilot.pipelines.embedding import (
     EMBEDDING_METADATA,
@@ -128,7 +129,9 @@ class EmbeddingComponent(ComponentModel):
                 report.tokens,
                 report.estimated_cost_usd,
             )
-            return dg.MaterializeResult(metadata=report.metadata(embedder))
+            return dg.MaterializeResult(
+                metadata={**report.metadata(embedder), **explain_metadata(context, context.asset_key)}
+            )
 
         return dg.Definitions(assets=[embed], resources={WAREHOUSE_RESOURCE_KEY: DEFAULT_WAREHOUSE})
 

@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_autopilot.automation.apply import apply_policy
+from dagster_autopilot.automation.run_explain import explain_metadata
 from dagster_autopilot.components.fields import ComponentModel, Policy, integer
 from dagster_autopilot.pipelines import landing
 from dagster_autopilot.records import RecordSpec
@@ -158,7 +159,9 @@ class LandingFilesComponent(ComponentModel):
                 report.records_quarantined,
                 dict(report.quarantine_reasons),
             )
-            return dg.MaterializeResult(metadata=report.metadata())
+            return dg.MaterializeResult(
+                metadata={**report.metadata(), **explain_metadata(context, context.asset_key)}
+            )
 
         @dg.sensor(
             name=f"{table}_arrivals",

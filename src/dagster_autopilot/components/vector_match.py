@@ -5,6 +5,7 @@ import hashlib
 import dagster as dg
 
 from dagster_autopilot.automation.apply import apply_policy
+from dagster_autopilot.automation.run_explain import explain_metadata
 from dagster_autopilot.components.fields import ComponentModel, Policy, integer, number
 from dagster_autopilot.pipelines.matching import MatchSides, match_incrementally
 from dagster_autopilot.warehouse.connection import table_name
@@ -106,7 +107,9 @@ class VectorMatchComponent(ComponentModel):
                 report.candidates_dropped,
                 report.rows,
             )
-            return dg.MaterializeResult(metadata=report.metadata())
+            return dg.MaterializeResult(
+                metadata={**report.metadata(), **explain_metadata(context, context.asset_key)}
+            )
 
         return dg.Definitions(assets=[match], resources={WAREHOUSE_RESOURCE_KEY: DEFAULT_WAREHOUSE})
 
