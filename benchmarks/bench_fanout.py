@@ -15,7 +15,9 @@ For each split it counts the sensors, the projects cut across sensors, the paren
 different sensors, and the runs an update requests under `runs_per_tick`'s model (the one the split
 itself uses): every seed updated at once (runs on the first tick, runs per tick, ticks until the
 last request) and each seed updated alone (mean runs and ticks over all seeds). The counts come
-from the split alone, not from evaluating ticks.
+from the split alone, not from evaluating ticks. `--check-load DIR` first loads the generated
+project through the library's dbt component (a dbt parse, slow at 5,000) and checks that it has
+exactly this graph.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from generate_dbt_project import plan
+from bench_tick import assets_of, load_project_defs
+from generate_dbt_project import plan, write_project
 
 from dagster_autopilot._dagster_internals import MAX_ASSETS_PER_USER_CODE_SENSOR
 from dagster_autopilot.components.automation_sensor import (
     crossing_edges,
+    parents_of,
     runs_per_tick,
     split_into_sensors,
 )
@@ -78,6 +82,19 @@ def projects_graph(n_models: int, sizes: Sequence[int]) -> tuple[Graph, list[set
         remaining -= size
         index += 1
     return graph, projects
+
+
+def check_load(workdir: Path, n_models: int, expected: Graph) -> None:
+    """Loads the generated project through the library's dbt component and compares its graph."""
+    project = write_project(workdir / f"ours_{n_models}", n_models, "ours", with_sensor=True)
+    start = time.perf_counter()
+    defs = load_project_defs(project)
+    specs = [spec for assets in assets_of(defs) for spec in assets.specs]
+    print(f"loaded {project} in {time.perf_counter() - start:.0f} s", flush=True)
+    assert parents_of(specs) == expected, "the loaded graph differs from the generator's plan"
+    assert all(spec.automation_condition is not None for spec in specs)
+    sensors = [sensor.name for sensor in defs.sensors]
+    print(f"same graph, {len(specs)} assets, every one automated; sensors: {sensors}", flush=True)
 
 
 def consecutive_split(keys: Sequence[dg.AssetKey], limit: int) -> list[list[dg.AssetKey]]:
@@ -135,10 +152,19 @@ def main() -> None:
         default="450,120,600,300,100,250,500,180",
         help="models per project of the several-projects graph, in turn",
     )
+    parser.add_argument(
+        "--check-load",
+        type=Path,
+        metavar="DIR",
+        help="first generate the project in DIR and load it as `dg` does (a dbt parse), and check "
+        "that its assets are the `one project` graph, every one automated",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.project_sizes.split(",")]
 
     one = project_graph(args.models)
+    if args.check_load:
+        check_load(args.check_load, args.models, one)
     scrambled = project_graph(args.models, scrambled=True)
     several, projects = projects_graph(args.models, sizes)
     graphs = {

@@ -114,6 +114,7 @@ def _group_of(groups: list[list[dg.AssetKey]]) -> dict[dg.AssetKey, int]:
 def test_the_split_puts_every_automated_asset_in_exactly_one_sensor():
     graph = {**_project("a", 14), **_project("b", 9), **_chain("c", 23)}
     lone = _keys(*(f"lone{i}" for i in range(7)))
+    # A report without automation reads both projects: one component of 23, cut.
     manual = dg.AssetKey("manual_report")
     graph[manual] = {dg.AssetKey("a_m12"), dg.AssetKey("b_m07")}
     automated = [key for key in graph if key != manual] + lone
@@ -178,8 +179,10 @@ def test_an_over_limit_component_keeps_whole_lineages_together():
 
     group_of = _group_of(groups)
     assert len({group_of[key] for key in _chain("a", 8)}) == 1
-    # Cutting by layer instead would split every lineage and cross 12 pairs.
     assert crossing_edges(graph, groups) == 4
+    # One lineage's update: its own run, then the final model's; cut by layers instead, the
+    # lineage would span all three sensors and take three.
+    assert runs_per_tick(graph, groups, updated={dg.AssetKey("a1")}) == [1, 1]
     # Every root updated: each sensor requests at most twice, done within three ticks.
     assert runs_per_tick(graph, groups) == [2, 2, 1]
 

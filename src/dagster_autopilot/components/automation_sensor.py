@@ -46,8 +46,10 @@ def split_into_sensors(
 
     Assets of one group go out in one run when they are requested on the same tick. A child whose
     parent is in another group is not requested on the tick its parent is: its sensor cannot see
-    the other sensor's request, and waits while the parent's run is in progress. Its own sensor
-    requests it on a later tick, after the parent's run has materialized the parent: one more run.
+    the other sensor's request, and waits while the parent's run is queued or in progress. Its own
+    sensor requests it on a later tick, after the parent's run has materialized the parent: one
+    more run. (Should its sensor tick before that run is queued, with another parent of the child
+    updated, the child goes out early, and again once the parent is built.)
     """
     graph = {key: set(keys) for key, keys in parents.items()}
     for key in [*automated, *(parent for keys in parents.values() for parent in keys)]:
