@@ -117,7 +117,10 @@ def test_the_split_puts_every_automated_asset_in_exactly_one_sensor():
     # A report without automation reads both projects: one component of 23, cut.
     manual = dg.AssetKey("manual_report")
     graph[manual] = {dg.AssetKey("a_m12"), dg.AssetKey("b_m07")}
-    automated = [key for key in graph if key != manual] + lone
+    # A component without automation at all.
+    unautomated = _chain("by_hand", 3)
+    graph.update(unautomated)
+    automated = [key for key in graph if key != manual and key not in unautomated] + lone
 
     groups = split_into_sensors(graph, automated, limit=10)
 

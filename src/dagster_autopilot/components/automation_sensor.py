@@ -59,6 +59,7 @@ def split_into_sensors(
         (index, chunk)
         for index, component in enumerate(_components(graph))
         for chunk in _cut(component, graph, automated, limit)
+        if chunk  # a component without automated assets
     ]
     # Largest first; equal sizes keep the components' order, so the groups are stable.
     pieces.sort(key=lambda piece: (-len(piece[1]), piece[0]))
