@@ -1,24 +1,15 @@
 """What a dbt materialization shows in the UI, from real dbt runs on DuckDB: the warehouse's
 columns and types (undocumented ones included), the row count, the column lineage of the
-project's own analysis, and why the automation requested it."""
+project's own analysis, and why the automation requested it. The tests that read the warehouse
+run on PostgreSQL too (`production/test_materialization_metadata_postgres.py`)."""
 
 import datetime
 import json
-import os
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from dbt_metadata import (
-    BUILT,
-    Built,
-    columns,
-    descriptions,
-    lineage,
-    load,
-    project_with_extra_models,
-)
+from dbt_metadata import built_project, columns, descriptions, lineage
 
 from dagster_autopilot.automation.audit import EXPIRED_TAG, REASON_TAG, REASONS_BY_ASSET_TAG, TRIGGER_TAG
 from dagster_autopilot.automation.policy import AutomationPolicy
@@ -28,49 +19,39 @@ from dagster_autopilot.dbt.materialization_metadata import (
     explain_sentence,
 )
 
-STG_ORDERS_TYPES = {
-    "order_id": "INTEGER",
-    "customer_id": "INTEGER",
-    "order_date": "DATE",
-    "status": "character varying(256)",
-    "amount": "DECIMAL(16,2)",
-}
-CRON_RUN_TAGS = {
-    TRIGGER_TAG: "auto-materialize",
-    REASON_TAG: "cron",
-    REASONS_BY_ASSET_TAG: json.dumps({"daily_revenue": ["cron"]}),
-}
-
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
-    """The project with `orders_star` and `customer_flags` added, built once by hand, then the
-    incremental `daily_revenue` again as an automation run for its cron (an incremental run)."""
     tmp = tmp_path_factory.mktemp("metadata")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AUTOPILOT_DUCKDB_PATH", str(tmp / "warehouse.duckdb"))
-        defs = load(project_with_extra_models(tmp / "project"))
-        with dg.instance_for_test() as instance:
-            state = Built(instance, defs)
-            state.materialize(BUILT)
-            state.first_daily_revenue = state.metadata("daily_revenue")
-            state.materialize(["daily_revenue"], tags=CRON_RUN_TAGS)
-            state.warehouse = Path(os.environ["AUTOPILOT_DUCKDB_PATH"])
-            yield state
+    warehouse = tmp / "warehouse.duckdb"
+    with built_project(tmp, "duckdb", {"AUTOPILOT_DUCKDB_PATH": str(warehouse)}) as state:
+        state.warehouse = warehouse
+        yield state
+
+
+def stg_orders_types(types: dict[str, str]) -> dict[str, str]:
+    return {
+        "order_id": types["integer"],
+        "customer_id": types["integer"],
+        "order_date": types["date"],
+        "status": types["text"],
+        "amount": types["amount"],
+    }
 
 
 def test_columns_and_types_come_from_the_warehouse(built):
+    types = built.types
     metadata = built.metadata("customer_orders")
     assert columns(metadata) == {
-        "customer_id": "INTEGER",
-        "full_name": "character varying(256)",
-        "email": "character varying(256)",
-        "country": "character varying(256)",
-        "signup_date": "DATE",
-        "first_order_date": "DATE",
-        "most_recent_order_date": "DATE",
-        "number_of_orders": "BIGINT",
-        "lifetime_value": "DECIMAL(38,2)",
+        "customer_id": types["integer"],
+        "full_name": types["text"],
+        "email": types["text"],
+        "country": types["text"],
+        "signup_date": types["date"],
+        "first_order_date": types["date"],
+        "most_recent_order_date": types["date"],
+        "number_of_orders": types["bigint"],
+        "lifetime_value": types["sum"],
     }
     assert descriptions(metadata)["lifetime_value"] == (
         "Sum of the customer's order amounts in dollars, excluding returned orders."
@@ -79,11 +60,12 @@ def test_columns_and_types_come_from_the_warehouse(built):
 
 
 def test_an_undocumented_column_is_shown_with_its_type(built):
+    types = built.types
     metadata = built.metadata("customer_flags")
     assert columns(metadata) == {
-        "customer_id": "INTEGER",
-        "lifetime_value": "DECIMAL(38,2)",
-        "is_big_spender": "BOOLEAN",
+        "customer_id": types["integer"],
+        "lifetime_value": types["sum"],
+        "is_big_spender": types["boolean"],
     }
     assert metadata["dagster/row_count"].value == 200
     assert lineage(metadata) == {
@@ -95,7 +77,8 @@ def test_an_undocumented_column_is_shown_with_its_type(built):
 
 def test_a_select_star_model_has_its_parents_columns_and_lineage(built):
     metadata = built.metadata("orders_star")
-    assert columns(metadata) == STG_ORDERS_TYPES
+    expected = stg_orders_types(built.types)
+    assert columns(metadata) == expected
     assert descriptions(metadata) == {
         "order_id": "The order's id.",
         "customer_id": None,
@@ -104,15 +87,16 @@ def test_a_select_star_model_has_its_parents_columns_and_lineage(built):
         "amount": None,
     }
     assert metadata["dagster/row_count"].value == 500
-    assert lineage(metadata) == {name: {("stg_orders", name)} for name in STG_ORDERS_TYPES}
+    assert lineage(metadata) == {name: {("stg_orders", name)} for name in expected}
 
 
 def test_an_incremental_model_on_its_first_and_incremental_runs(built):
+    types = built.types
     expected_columns = {
-        "order_date": "DATE",
-        "number_of_orders": "BIGINT",
-        "gross_revenue": "DECIMAL(38,2)",
-        "net_revenue": "DECIMAL(38,2)",
+        "order_date": types["date"],
+        "number_of_orders": types["bigint"],
+        "gross_revenue": types["sum"],
+        "net_revenue": types["sum"],
     }
     expected_lineage = {
         "order_date": {("stg_orders", "order_date")},
@@ -124,6 +108,16 @@ def test_an_incremental_model_on_its_first_and_incremental_runs(built):
         assert columns(metadata) == expected_columns
         assert metadata["dagster/row_count"].value == 310
         assert lineage(metadata) == expected_lineage
+
+
+def test_a_run_whose_dbt_command_fails_records_what_it_built_with_its_metadata(built):
+    run = built.incremental_run
+    assert not run.success, "broken's build fails the run"
+    (materialization,) = run.get_asset_materialization_events()
+    metadata = materialization.step_materialization_data.materialization.metadata
+    assert materialization.asset_key == dg.AssetKey("daily_revenue")
+    assert metadata["dagster/row_count"].value == 310
+    assert set(columns(metadata)) == {"order_date", "number_of_orders", "gross_revenue", "net_revenue"}
 
 
 def test_lineage_runs_through_the_marts_to_the_view(built):
@@ -148,7 +142,7 @@ def test_the_lineage_table_traces_each_column_back_through_the_ancestors(built):
 
 def test_a_view_has_columns_and_lineage_but_no_row_count(built):
     metadata = built.metadata("stg_orders")
-    assert columns(metadata) == STG_ORDERS_TYPES
+    assert columns(metadata) == stg_orders_types(built.types)
     assert "dagster/row_count" not in metadata, "counting a view's rows runs its query"
     assert lineage(metadata)["order_id"] == {("raw_orders", "id")}
 
