@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from dagster_autopilot import _dagster_internals as internals
-from dagster_autopilot.automation import decision_log
+from dagster_autopilot.automation import decision_log, quiet_tick
 from dagster_autopilot.automation.audit import (
     TickSummary,
     decide,
@@ -24,11 +24,15 @@ class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
     The guardrails are custom conditions, which only a user-code sensor can evaluate. Every run it
     requests carries `trigger=auto-materialize`, its reasons and priority (see `audit.py`), and each
     tick logs one structured line per decision plus the tick's counters.
+
+    A tick that nothing can have changed since the previous evaluation is skipped (see
+    `quiet_tick.py`); `quiet_ticks=False` evaluates every tick.
     """
 
-    def __init__(self, name: str, *, target, **kwargs):
+    def __init__(self, name: str, *, target, quiet_ticks: bool = True, **kwargs):
         kwargs.pop("use_user_code_server", None)
         super().__init__(name, target=target, use_user_code_server=True, **kwargs)
+        self.quiet_ticks = quiet_ticks
         # The base class wires Dagster's own evaluation; swap in the audited one.
         internals.set_sensor_evaluation(self, functools.partial(_evaluate_audited, self))
 
@@ -41,12 +45,13 @@ class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
             default_status=self.default_status,
             minimum_interval_seconds=self.minimum_interval_seconds,
             description=self.description,
+            quiet_ticks=self.quiet_ticks,
             **arguments,
         )
 
 
 def _evaluate_audited(sensor: AutopilotAutomationSensor, context: dg.SensorEvaluationContext):
-    result, _ = evaluate_sensor_tick(sensor, context)
+    result, _ = evaluate_sensor_tick(sensor, context, quiet_ticks=sensor.quiet_ticks)
     return result
 
 
@@ -54,13 +59,23 @@ def evaluate_sensor_tick(
     sensor: dg.AutomationConditionSensorDefinition,
     context: dg.SensorEvaluationContext,
     evaluation_time: datetime.datetime | None = None,
+    *,
+    quiet_ticks: bool = True,
 ) -> tuple[dg.SensorResult, TickSummary]:
     """One tick of an automation sensor, as Dagster's user-code evaluation does it, plus the audit.
 
     Returns the sensor result (run requests tagged per run) and the tick's decisions.
-    `evaluation_time` defaults to now (tests pass a controlled clock).
+    `evaluation_time` defaults to Dagster's clock (tests pass a controlled one). With
+    `quiet_ticks`, a tick that nothing can have changed since the previous evaluated tick is
+    skipped: no decisions, the same cursor, and a skip reason (see `quiet_tick.py`).
     """
     asset_graph = context.repository_def.asset_graph
+    now = evaluation_time or internals.get_current_datetime()
+    watch = quiet_tick.Watch.of(sensor, asset_graph, context.instance) if quiet_ticks else None
+    if watch is not None:
+        state = quiet_tick.read_state(context.cursor)
+        if state is not None and state.allows_skip(now, watch):
+            return _quiet(sensor, context, state), TickSummary([])
     cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
     evaluation_context = internals.AutomationTickEvaluationContext(
         evaluation_id=cursor.evaluation_id,
@@ -74,7 +89,7 @@ def evaluate_sensor_tick(
         emit_backfills=sensor.emit_backfills,
         default_condition=sensor.default_condition,
         logger=context.log,
-        evaluation_time=evaluation_time,
+        evaluation_time=now,
     )
     limit = internals.MAX_ASSETS_PER_USER_CODE_SENSOR
     if evaluation_context.total_keys > limit:
@@ -91,7 +106,6 @@ def evaluate_sensor_tick(
     priorities = priorities_of(asset_graph, requested)
     run_tags = run_tags_of(asset_graph, requested)
     tagged = [tag_run_request(rr, decisions, priorities, run_tags) for rr in run_requests]
-    now = evaluation_time or datetime.datetime.now(datetime.UTC)
     policies = decision_log.policies_of(asset_graph, decisions)
     for decision in summary.decisions:
         record = decision.as_log_record()
@@ -102,9 +116,37 @@ def evaluate_sensor_tick(
     if waiting:
         context.log.info(f"autopilot waiting {json.dumps(waiting)}")
     context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
+    state = None
+    if watch is not None and not run_requests:
+        results = captured[0] if captured else []
+        state = quiet_tick.quiet_state_after(sensor, asset_graph, context.instance, watch, results, now)
     result = dg.SensorResult(
         run_requests=tagged,
-        cursor=internals.asset_daemon_cursor_to_instigator_serialized_cursor(new_cursor),
+        cursor=quiet_tick.serialize_cursor(new_cursor, state),
         automation_condition_evaluations=evaluations,
     )
     return result, summary
+
+
+def _quiet(sensor, context: dg.SensorEvaluationContext, state: quiet_tick.QuietState) -> dg.SensorResult:
+    """A skipped tick: the previous cursor, nothing requested, and a line in the tick's log."""
+
+    def iso(timestamp: float | None) -> str | None:
+        return (
+            None
+            if timestamp is None
+            else datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+        )
+
+    record = {
+        "sensor": sensor.name,
+        "skipped": "quiet",
+        "evaluated_at": iso(state.evaluated_at),
+        "next_boundary": iso(state.next_boundary),
+    }
+    context.log.info(f"autopilot tick {json.dumps(record)}")
+    reason = (
+        f"Quiet: no new event, definitions change or time boundary since the evaluation at "
+        f"{record['evaluated_at']}"
+    )
+    return dg.SensorResult(skip_reason=reason, cursor=context.cursor)

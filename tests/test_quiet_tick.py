@@ -1,0 +1,220 @@
+"""Quiet ticks: the sensor skips a tick only when nothing it reads has changed, and the tick after
+any event or time boundary requests exactly what a full evaluation requests.
+
+Two tickers share one instance and one clock: the shipped sensor, and the same sensor with quiet
+ticks switched off, each carrying its own cursor. An evaluation writes nothing to the instance,
+so both see the same history; every tick compares their run requests. A skipped tick returns the
+cursor it was given (an evaluated one always moves it: its evaluation id grows).
+"""
+
+import datetime
+from dataclasses import dataclass
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import freeze_time
+from harness import MONDAY_1AM, SensorTicker, run_at_clock, with_policies
+
+from dagster_autopilot.automation import quiet_tick
+from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
+from dagster_autopilot.automation.status import read_sensor_cursor
+
+MINUTE = datetime.timedelta(minutes=1)
+HOUR = datetime.timedelta(hours=1)
+
+
+def _selections(ticker: SensorTicker) -> list[frozenset[str]]:
+    return sorted(
+        (frozenset(k.to_user_string() for k in r.asset_selection) for r in ticker.requests),
+        key=sorted,
+    )
+
+
+@dataclass
+class Pair:
+    """The shipped sensor (`fast`) and the same sensor evaluating every tick (`full`)."""
+
+    fast: SensorTicker
+    full: SensorTicker
+    skipped: bool = False
+    """Whether the fast path skipped the latest tick."""
+
+    @property
+    def now(self) -> datetime.datetime:
+        return self.fast.now
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self.fast.instance
+
+    def tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
+        """One tick of both; asserts they request the same runs. Returns the requested keys."""
+        before = self.fast.cursor
+        expected = self.full.tick(advance)
+        requested = self.fast.tick(advance)
+        assert requested == expected, f"{self.now}: the fast path requested {requested}"
+        assert _selections(self.fast) == _selections(self.full)
+        self.skipped = self.fast.cursor == before
+        return requested
+
+    def quiet_tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> None:
+        assert self.tick(advance) == set()
+        assert self.skipped, f"{self.now}: nothing changed, yet the tick evaluated"
+
+    def evaluated_tick(self, advance: datetime.timedelta = datetime.timedelta(seconds=30)) -> set[str]:
+        requested = self.tick(advance)
+        assert not self.skipped, f"{self.now}: the tick was skipped"
+        return requested
+
+    def set_defs(self, defs: dg.Definitions) -> None:
+        self.fast.defs = self.full.defs = defs
+
+    def settle(self) -> None:
+        """Builds what the first tick requests; the next tick evaluates and requests nothing."""
+        requested = self.evaluated_tick()
+        assert requested
+        self.fast.run_requested(requested)
+        assert self.evaluated_tick() == set(), "the previous tick requested: this one evaluates"
+
+
+@pytest.fixture
+def pair(project_defs):
+    """Makes a `Pair` over the real definitions with per-test policies, at Monday 01:00 UTC."""
+    shipped = next(s for s in project_defs.sensors if isinstance(s, AutopilotAutomationSensor))
+    assert shipped.quiet_ticks
+    full_sensor = AutopilotAutomationSensor(
+        shipped.name, target=shipped.asset_selection, quiet_ticks=False
+    )
+
+    def make(policies: dict[str, dict] | None = None) -> Pair:
+        defs = with_policies(project_defs, policies or {})
+        return Pair(
+            SensorTicker(defs, instance, MONDAY_1AM, sensor=shipped),
+            SensorTicker(defs, instance, MONDAY_1AM, sensor=full_sensor),
+        )
+
+    with dg.instance_for_test() as instance:
+        yield make
+
+
+def until(pair: Pair, hour: int, minute: int, second: int = 0) -> datetime.timedelta:
+    """How far the clock is from the next `hour:minute:second` UTC."""
+    target = pair.now.replace(hour=hour, minute=minute, second=second)
+    if target <= pair.now:
+        target += datetime.timedelta(days=1)
+    return target - pair.now
+
+
+# --- Events ---------------------------------------------------------------------------------------
+
+
+def test_a_materialization_ends_the_quiet(pair):
+    ticks = pair()
+    ticks.settle()
+    ticks.quiet_tick()
+    ticks.quiet_tick(HOUR)
+    ticks.fast.simulate_run({"raw_customers"})
+    assert ticks.evaluated_tick() == {"stg_customers"}
+
+
+def test_a_run_that_starts_or_fails_ends_the_quiet(pair):
+    # A 1 s backoff: the failed asset is requested again on the first tick after its failure.
+    ticks = pair({"stg_customers": {"backoff": {"base": "1s"}}})
+    ticks.settle()
+    ticks.quiet_tick()
+    running = ticks.fast.start_run({"stg_customers"})
+    assert ticks.evaluated_tick() == set(), "the run started"
+    ticks.fast.simulate_run({"raw_customers"})
+    assert ticks.evaluated_tick() == set(), "stale, but its run is in progress"
+    ticks.quiet_tick()
+    with freeze_time(ticks.now):
+        ticks.instance.report_run_failed(running)
+    assert ticks.evaluated_tick() == {"stg_customers"}, "its backoff has passed"
+
+
+def test_a_code_version_change_after_a_reload_ends_the_quiet(pair):
+    ticks = pair()
+    ticks.settle()
+    ticks.quiet_tick()
+    ticks.set_defs(
+        dg.Definitions(
+            assets=[
+                a.map_asset_specs(
+                    lambda s: (
+                        s.replace_attributes(code_version="edited")
+                        if s.key.to_user_string() == "stg_orders"
+                        else s
+                    )
+                )
+                for a in ticks.fast.defs.assets
+            ],
+            resources=ticks.fast.defs.resources,
+        )
+    )
+    assert ticks.evaluated_tick() == {"stg_orders"}
+    ticks.fast.run_requested({"stg_orders"})
+    assert ticks.evaluated_tick() == set()
+    ticks.quiet_tick()
+
+
+# --- Time boundaries ------------------------------------------------------------------------------
+
+
+@pytest.mark.policy_field("cron")
+def test_the_cron_tick_ends_the_quiet(pair):
+    ticks = pair()
+    ticks.settle()  # the tables are missing, and wait for their 06:00 cron tick
+    ticks.quiet_tick(until(ticks, 5, 59, 59))
+    tables = ticks.evaluated_tick(datetime.timedelta(seconds=1))  # 06:00:00, the tick itself
+    assert {"customer_orders", "daily_revenue"} <= tables
+
+
+def test_a_ttl_expiry_ends_the_quiet(pair):
+    ticks = pair({"stg_customers": {"freshness": {"ttl": "1h"}}})
+    ticks.settle()  # stg_customers materialized at 01:00:30
+    ticks.quiet_tick(58 * MINUTE)
+    ticks.quiet_tick(MINUTE)  # 02:00:00
+    assert ticks.evaluated_tick(MINUTE) == {"stg_customers"}, "02:01:00, older than 1 h"
+
+
+def test_the_end_of_a_backoff_wait_ends_the_quiet(pair):
+    ticks = pair({"stg_customers": {"backoff": {"base": "5m"}}})
+    ticks.settle()
+    ticks.fast.simulate_run({"raw_customers"})
+    assert ticks.evaluated_tick() == {"stg_customers"}
+    assert not run_at_clock(ticks.fast, {"stg_customers"}, fail=True).success
+    assert ticks.evaluated_tick() == set(), "backing off for 5 minutes"
+    ticks.quiet_tick(4 * MINUTE)
+    assert ticks.evaluated_tick(MINUTE) == {"stg_customers"}, "5 minutes after the failure"
+
+
+def test_the_start_and_end_of_quiet_hours_end_the_quiet(pair):
+    ticks = pair({"stg_customers": {"quiet_hours": "02:00-04:00"}})
+    ticks.settle()
+    ticks.quiet_tick(until(ticks, 1, 59, 30))
+    assert ticks.evaluated_tick() == set(), "02:00:00, the window starts"
+    ticks.fast.simulate_run({"raw_customers"})
+    assert ticks.evaluated_tick() == set(), "stale, but quiet"
+    ticks.quiet_tick(HOUR)
+    ticks.quiet_tick(until(ticks, 3, 59, 59))
+    assert ticks.evaluated_tick(datetime.timedelta(seconds=1)) == {"stg_customers"}, "04:00:00"
+
+
+# --- The cursor -----------------------------------------------------------------------------------
+
+
+def test_the_cursor_reads_as_dagsters_and_an_older_one_evaluates(pair):
+    ticks = pair()
+    ticks.settle()
+    graph = ticks.fast.defs.resolve_asset_graph()
+    state = quiet_tick.read_state(ticks.fast.cursor)
+    assert state is not None and state.next_boundary == MONDAY_1AM.replace(hour=6).timestamp()
+    # Dagster's reader (the daemon's, the UI's, the status's) reads it as the cursor it holds.
+    assert read_sensor_cursor(ticks.fast.cursor, graph).evaluation_id == (
+        read_sensor_cursor(ticks.full.cursor, graph).evaluation_id
+    )
+    # A cursor in Dagster's own format, as an older version stored it, has no quiet state.
+    assert quiet_tick.read_state(ticks.full.cursor) is None
+    ticks.fast.cursor = ticks.full.cursor
+    assert ticks.evaluated_tick() == set()
+    ticks.quiet_tick()
