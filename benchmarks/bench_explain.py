@@ -27,6 +27,7 @@ import dagster as dg
 from bench_tick import assets_of, load_project_defs, materialize
 from generate_dbt_project import write_project
 
+from dagster_autopilot._dagster_internals import store_sensor_cursor
 from dagster_autopilot.automation.explain import explain
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 
@@ -34,37 +35,6 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 TARGET_SECONDS = 2.0
-
-
-def store_sensor_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | None) -> None:
-    """Stores `cursor` as the sensor's state, where the sensor daemon keeps it after a tick."""
-    from dagster._core.remote_origin import (
-        GrpcServerCodeLocationOrigin,
-        RemoteInstigatorOrigin,
-        RemoteRepositoryOrigin,
-    )
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        InstigatorType,
-        SensorInstigatorData,
-    )
-
-    origin = RemoteInstigatorOrigin(
-        RemoteRepositoryOrigin(
-            GrpcServerCodeLocationOrigin(host="localhost", port=4266, location_name="bench"),
-            "__repository__",
-        ),
-        sensor_name,
-    )
-    instance.add_instigator_state(
-        InstigatorState(
-            origin,
-            InstigatorType.SENSOR,
-            InstigatorStatus.RUNNING,
-            SensorInstigatorData(cursor=cursor),
-        )
-    )
 
 
 def main() -> None:

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import dagster as dg
 from _common import DG, VENV_BIN, project_env, run_dg
-from bench_explain import store_sensor_cursor
 from bench_tick import load_project_defs
 from generate_dbt_project import write_project
 
+from dagster_autopilot._dagster_internals import store_sensor_cursor
 from dagster_autopilot.automation.plan import plan
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.changes.affected import CODE_VERSION_TAG, change_metadata

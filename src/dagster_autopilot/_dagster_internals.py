@@ -40,6 +40,13 @@ _PRIVATE_NAMES: dict[str, tuple[str, str]] = {
     # Whether a stored sensor state is running, stopped, or left to its default in code: `explain`
     # says when the sensor that would request an asset is stopped.
     "InstigatorStatus": ("dagster._core.scheduler.instigation", "InstigatorStatus"),
+    # A sensor's stored state and where it comes from, to store a cursor as the sensor daemon does
+    # after a tick (`store_sensor_cursor`); Dagster's public API writes no sensor state.
+    "InstigatorState": ("dagster._core.scheduler.instigation", "InstigatorState"),
+    "SensorInstigatorData": ("dagster._core.scheduler.instigation", "SensorInstigatorData"),
+    "RemoteInstigatorOrigin": ("dagster._core.remote_origin", "RemoteInstigatorOrigin"),
+    "RemoteRepositoryOrigin": ("dagster._core.remote_origin", "RemoteRepositoryOrigin"),
+    "GrpcServerCodeLocationOrigin": ("dagster._core.remote_origin", "GrpcServerCodeLocationOrigin"),
     # An automation sensor's cursor, to and from the string the instance stores: the sensor's
     # evaluation must produce it, and the status reads the backoff guard's state from it.
     "asset_daemon_cursor_from_instigator_serialized_cursor": (
@@ -154,6 +161,38 @@ def set_sensor_evaluation(sensor: Any, evaluate: Callable[[Any], Any]) -> None:
     sensor._evaluation_fn = wrap_sensor_evaluation(sensor.name, evaluate)
 
 
+def store_sensor_cursor(
+    instance: Any, sensor_name: str, cursor: str | None, running: bool = True
+) -> None:
+    """Stores `cursor` as the state of the sensor `sensor_name` in `instance`, where the sensor
+    daemon keeps it after a tick; `running=False` stores it as stopped in the UI.
+
+    The benchmarks tick a sensor in process and store its cursor for `status`, `explain` and
+    `plan` to read, without a daemon or a code server: the state's origin names a placeholder code
+    server, and the readers match a state by its sensor's name only.
+    """
+    origin = __getattr__("RemoteInstigatorOrigin")(
+        __getattr__("RemoteRepositoryOrigin")(
+            __getattr__("GrpcServerCodeLocationOrigin")(
+                host="localhost", port=4266, location_name="project"
+            ),
+            "__repository__",
+        ),
+        sensor_name,
+    )
+    status = __getattr__("InstigatorStatus")
+    state = __getattr__("InstigatorState")(
+        origin,
+        __getattr__("InstigatorType").SENSOR,
+        status.RUNNING if running else status.STOPPED,
+        __getattr__("SensorInstigatorData")(cursor=cursor),
+    )
+    if instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id()) is None:
+        instance.add_instigator_state(state)
+    else:
+        instance.update_instigator_state(state)
+
+
 def sensor_constructor_arguments(sensor: Any) -> dict[str, Any]:
     """The arguments an automation condition sensor was built with, to build a copy of it.
 
@@ -199,4 +238,5 @@ __all__ = [
     "dbt_project_copy_dir",
     "sensor_constructor_arguments",
     "set_sensor_evaluation",
+    "store_sensor_cursor",
 ]
