@@ -1,24 +1,27 @@
 """Quiet ticks: the sensor skips a tick only when nothing it reads has changed, and the tick after
 any event or time boundary requests exactly what a full evaluation requests.
 
-Two tickers share one instance and one clock: the shipped sensor, and the same sensor with quiet
-ticks switched off, each carrying its own cursor. An evaluation writes nothing to the instance,
-so both see the same history; every tick compares their run requests. A skipped tick returns the
-cursor it was given (an evaluated one always moves it: its evaluation id grows).
+Two tickers share one instance and one clock: the library's sensor over the shipped analytics
+assets, and the same sensor with quiet ticks switched off, each carrying its own cursor. An
+evaluation writes nothing to the instance, so both see the same history; every tick compares their
+run requests. A skipped tick returns the cursor it was given (an evaluated one always moves it:
+its evaluation id grows).
 """
 
 import datetime
+import random
 from dataclasses import dataclass
 
 import dagster as dg
 import pytest
 from dagster._core.test_utils import freeze_time
-from harness import MONDAY_1AM, SensorTicker, run_at_clock, with_policies
+from harness import ANALYTICS_ASSETS, MONDAY_1AM, SEEDS, VIEWS, SensorTicker, run_at_clock, with_policies
 
 from dagster_autopilot.automation import quiet_tick
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.automation.status import read_sensor_cursor
 
+SECOND = datetime.timedelta(seconds=1)
 MINUTE = datetime.timedelta(minutes=1)
 HOUR = datetime.timedelta(hours=1)
 
@@ -32,7 +35,7 @@ def _selections(ticker: SensorTicker) -> list[frozenset[str]]:
 
 @dataclass
 class Pair:
-    """The shipped sensor (`fast`) and the same sensor evaluating every tick (`full`)."""
+    """The library's sensor (`fast`) and the same sensor evaluating every tick (`full`)."""
 
     fast: SensorTicker
     full: SensorTicker
@@ -77,24 +80,43 @@ class Pair:
         assert self.evaluated_tick() == set(), "the previous tick requested: this one evaluates"
 
 
+def test_the_shipped_sensor_skips_quiet_ticks(project_defs):
+    shipped = [s for s in project_defs.sensors if isinstance(s, AutopilotAutomationSensor)]
+    assert [s.quiet_ticks for s in shipped] == [True]
+
+
 @pytest.fixture
 def pair(project_defs):
-    """Makes a `Pair` over the real definitions with per-test policies, at Monday 01:00 UTC."""
-    shipped = next(s for s in project_defs.sensors if isinstance(s, AutopilotAutomationSensor))
-    assert shipped.quiet_ticks
-    full_sensor = AutopilotAutomationSensor(
-        shipped.name, target=shipped.asset_selection, quiet_ticks=False
-    )
+    """Makes a `Pair` over the real definitions with per-test policies, at Monday 01:00 UTC.
+
+    The sensors evaluate the analytics dbt project's assets: the talent pipeline has the same
+    conditions, and would only make each tick and run slower.
+    """
+    analytics = dg.AssetSelection.assets(*ANALYTICS_ASSETS)
+    fast_sensor = AutopilotAutomationSensor("analytics", target=analytics)
+    full_sensor = AutopilotAutomationSensor("analytics", target=analytics, quiet_ticks=False)
 
     def make(policies: dict[str, dict] | None = None) -> Pair:
-        defs = with_policies(project_defs, policies or {})
+        defs = with_policies(project_defs, policies) if policies else project_defs
         return Pair(
-            SensorTicker(defs, instance, MONDAY_1AM, sensor=shipped),
+            SensorTicker(defs, instance, MONDAY_1AM, sensor=fast_sensor),
             SensorTicker(defs, instance, MONDAY_1AM, sensor=full_sensor),
         )
 
     with dg.instance_for_test() as instance:
         yield make
+
+
+def _with_code_version(defs: dg.Definitions, name: str, code_version: str) -> dg.Definitions:
+    """`defs` as a reload after `name`'s code changed would load them."""
+
+    def edit(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key.to_user_string() != name:
+            return spec
+        return spec.replace_attributes(code_version=code_version)
+
+    assets = [a.map_asset_specs(edit) for a in defs.assets]
+    return dg.Definitions(assets=assets, resources=defs.resources)
 
 
 def until(pair: Pair, hour: int, minute: int, second: int = 0) -> datetime.timedelta:
@@ -136,21 +158,7 @@ def test_a_code_version_change_after_a_reload_ends_the_quiet(pair):
     ticks = pair()
     ticks.settle()
     ticks.quiet_tick()
-    ticks.set_defs(
-        dg.Definitions(
-            assets=[
-                a.map_asset_specs(
-                    lambda s: (
-                        s.replace_attributes(code_version="edited")
-                        if s.key.to_user_string() == "stg_orders"
-                        else s
-                    )
-                )
-                for a in ticks.fast.defs.assets
-            ],
-            resources=ticks.fast.defs.resources,
-        )
-    )
+    ticks.set_defs(_with_code_version(ticks.fast.defs, "stg_orders", "edited"))
     assert ticks.evaluated_tick() == {"stg_orders"}
     ticks.fast.run_requested({"stg_orders"})
     assert ticks.evaluated_tick() == set()
@@ -218,3 +226,37 @@ def test_the_cursor_reads_as_dagsters_and_an_older_one_evaluates(pair):
     ticks.fast.cursor = ticks.full.cursor
     assert ticks.evaluated_tick() == set()
     ticks.quiet_tick()
+
+
+# --- A random history -----------------------------------------------------------------------------
+
+
+def test_a_random_history_requests_what_a_full_evaluation_requests(pair):
+    """Random updates, failures, runs, cancels and an edit, with clock jumps across the crons, a
+    TTL, a backoff and quiet hours: every tick compared with a full evaluation."""
+    rng = random.Random(18)
+    ticks = pair(
+        {
+            "stg_customers": {"freshness": {"ttl": "2h"}, "quiet_hours": "02:00-03:30"},
+            "stg_orders": {"backoff": {"base": "10m", "max_failures": 3}},
+        }
+    )
+    seeds, views = sorted(SEEDS), sorted(VIEWS)
+    requested, running, skipped = set(), [], 0
+    for step in range(20):
+        event = rng.random()
+        if requested:
+            run_at_clock(ticks.fast, requested)  # as the daemon launches the request
+        elif event < 0.1:
+            run_at_clock(ticks.fast, {rng.choice(seeds)})
+        elif event < 0.2:
+            run_at_clock(ticks.fast, {rng.choice(views)}, fail=True)
+        elif event < 0.3:
+            running.append(ticks.fast.start_run({rng.choice(views)}))
+        elif event < 0.4 and running:
+            ticks.fast.cancel_run(running.pop())
+        if step == 12:
+            ticks.set_defs(_with_code_version(ticks.fast.defs, rng.choice(views), "edited"))
+        requested = ticks.tick(rng.choice([SECOND * 30, SECOND * 30, 10 * MINUTE, HOUR, 4 * HOUR]))
+        skipped += ticks.skipped
+    assert skipped >= 4, "the fast path skipped too few ticks to be tested"
