@@ -133,7 +133,10 @@ class Watch:
     def of(cls, sensor, asset_graph, instance: dg.DagsterInstance) -> "Watch":
         # The storage id first: an event stored while the tick evaluates makes the next tick
         # evaluate too.
-        max_storage_id = instance.event_log_storage.get_maximum_record_id()
+        try:
+            max_storage_id = instance.event_log_storage.get_maximum_record_id()
+        except NotImplementedError:  # an event log that cannot say: every tick evaluates
+            return cls(None, None)
         return cls(max_storage_id, _definitions_fingerprint(sensor, asset_graph))
 
 
@@ -169,7 +172,8 @@ def read_state(serialized_cursor: str | None) -> QuietState | None:
 
 # --- What a quiet tick compares ------------------------------------------------------------------
 
-# Per asset graph (one per load of the definitions): the fingerprint of each sensor's assets.
+# Per asset graph (one per load of the definitions): the fingerprint of each sensor's assets, by
+# sensor name (unique in the repository that owns the graph).
 _fingerprints: "weakref.WeakKeyDictionary[object, dict[str, str | None]]" = weakref.WeakKeyDictionary()
 
 
@@ -292,7 +296,10 @@ def quiet_state_after(
         return None
     try:
         boundary = next_boundary(sensor, asset_graph, instance, results, now)
-    except _Unbounded:
+    except Exception:
+        # Unbounded, or a boundary that failed to compute. Skipping is only an optimization:
+        # whatever keeps the boundary unknown, the next tick evaluates, and this one keeps its
+        # result.
         return None
     return QuietState(watch.max_storage_id, watch.definitions, now.timestamp(), boundary)
 
