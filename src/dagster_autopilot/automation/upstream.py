@@ -67,7 +67,12 @@ class UpstreamUpdated(dg.AutomationCondition):
         if context.candidate_subset.is_empty:
             return AutomationResult(context, true_subset)
         updated: list[dg.AssetKey] = []
-        for upstream in sorted(upstream_keys(context.asset_graph, context.key)):
+        keys = sorted(upstream_keys(context.asset_graph, context.key))
+        # The tick prefetches the records of the evaluated assets and their parents; the assets
+        # behind views (another sensor's, say) are read here in one query rather than one each.
+        queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
+        queryer.prefetch_asset_records(keys)
+        for upstream in keys:
             candidates = context.candidate_subset.compute_mapped_subset(upstream, direction="up")
             if candidates.is_empty:
                 continue
