@@ -4,20 +4,15 @@ project's own analysis, and why the automation requested it. The tests that read
 run on PostgreSQL too (`production/test_materialization_metadata_postgres.py`)."""
 
 import datetime
-import json
 
 import dagster as dg
 import duckdb
 import pytest
 from dbt_metadata import built_project, columns, descriptions, lineage
 
-from dagster_autopilot.automation.audit import EXPIRED_TAG, REASON_TAG, REASONS_BY_ASSET_TAG, TRIGGER_TAG
-from dagster_autopilot.automation.policy import AutomationPolicy
-from dagster_autopilot.dbt.materialization_metadata import (
-    EXPLAIN_METADATA,
-    LINEAGE_TABLE_METADATA,
-    explain_sentence,
-)
+from dagster_autopilot.automation.audit import TRIGGER_TAG
+from dagster_autopilot.automation.run_explain import EXPLAIN_METADATA
+from dagster_autopilot.dbt.materialization_metadata import LINEAGE_TABLE_METADATA
 
 
 @pytest.fixture(scope="module")
@@ -161,32 +156,6 @@ def test_an_automation_run_says_why_it_was_requested(built):
         f"{tick.isoformat()} passed."
     )
     assert EXPLAIN_METADATA not in built.first_daily_revenue, "a run by hand has no reason"
-
-
-def test_explain_sentences_for_each_reason():
-    key = dg.AssetKey("customer_orders")
-    at = datetime.datetime(2026, 1, 5, 7, 30, tzinfo=datetime.UTC)
-    policy = AutomationPolicy(cron="0 6 * * *", freshness={"ttl": "1d"})
-
-    def sentence(reasons: list[str], **extra) -> str | None:
-        tags = {
-            TRIGGER_TAG: "auto-materialize",
-            REASONS_BY_ASSET_TAG: json.dumps({"customer_orders": reasons}),
-            **extra,
-        }
-        return explain_sentence(key, tags, policy, at, updated_parents=["stg_orders"])
-
-    prefix = "customer_orders was requested by the automation because "
-    assert sentence(["missing"]) == prefix + "it was never materialized."
-    assert sentence(["code_changed", "deps_updated"]) == (
-        prefix + "its code changed and stg_orders was updated."
-    )
-    assert sentence(["cron"]) == prefix + "its cron tick at 2026-01-05T06:00:00+00:00 passed."
-    expired = {EXPIRED_TAG: "2026-01-04T05:00:00+00:00"}
-    assert sentence(["expired"], **expired) == (
-        prefix + "its materialization of 2026-01-04T05:00:00+00:00 is older than its TTL of 1d."
-    )
-    assert explain_sentence(key, {REASON_TAG: "missing"}, None, at) is None, "not an automation run"
 
 
 def test_the_warehouse_is_free_after_the_dbt_step(built):

@@ -12,16 +12,14 @@ and, for an automation run, why the automation requested it.
 - `autopilot/column_lineage`: the same lineage as a Markdown table, each column followed back
   through its ancestors (`customer_segments.lifetime_value` to `stg_orders.amount`), since
   Dagster's open-source UI does not display `dagster/column_lineage`.
-- `autopilot/explain`: one sentence, built from the run's audit tags (`automation/audit.py`) with
-  `autopilot explain`'s wording.
+- `autopilot/explain`: why the automation requested it, in one sentence
+  (`automation/run_explain.py`, shared with the Python assets).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,17 +27,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_autopilot.automation import labels
-from dagster_autopilot.automation.apply import policy_of
-from dagster_autopilot.automation.audit import (
-    EXPIRED_TAG,
-    REASON_TAG,
-    REASONS_BY_ASSET_TAG,
-    TRIGGER_TAG,
-    TRIGGER_VALUE,
-)
-from dagster_autopilot.automation.explain import _join, _latest_cron_tick, _reason_phrases
-from dagster_autopilot.automation.policy import AutomationPolicy
+from dagster_autopilot.automation.run_explain import explain_metadata
 from dagster_autopilot.changes.project import ProjectShapes, model_of
 from dagster_autopilot.warehouse.connection import PostgresServer, Session, Warehouse
 
@@ -52,7 +40,6 @@ COLUMN_SCHEMA = "dagster/column_schema"
 ROW_COUNT = "dagster/row_count"
 STORAGE_KIND = "dagster/storage_kind"
 COLUMN_LINEAGE = "dagster/column_lineage"
-EXPLAIN_METADATA = "autopilot/explain"
 LINEAGE_TABLE_METADATA = "autopilot/column_lineage"
 
 
@@ -413,70 +400,6 @@ def _schema(entry) -> dg.TableSchema | None:
     return value if isinstance(value, dg.TableSchema) else None
 
 
-def _reasons_of(tags: Mapping[str, str], key: dg.AssetKey) -> list[str]:
-    """The reasons the automation requested `key`, from the run's audit tags."""
-    by_asset = tags.get(REASONS_BY_ASSET_TAG)
-    if by_asset:
-        try:
-            reasons = json.loads(by_asset).get(key.to_user_string())
-        except (ValueError, AttributeError):
-            reasons = None
-        if isinstance(reasons, list):
-            return [str(reason) for reason in reasons]
-    return [reason for reason in tags.get(REASON_TAG, "").split(",") if reason in labels.REASONS]
-
-
-def explain_sentence(
-    key: dg.AssetKey,
-    tags: Mapping[str, str],
-    policy: AutomationPolicy | None,
-    requested_at: datetime.datetime,
-    updated_parents: Sequence[str] = (),
-) -> str | None:
-    """Why the automation requested this materialization, in one sentence; None for a run the
-    automation did not request. `requested_at` is when the run was created (for the cron tick)."""
-    if tags.get(TRIGGER_TAG) != TRIGGER_VALUE:
-        return None
-    name = key.to_user_string()
-    reasons = _reasons_of(tags, key)
-    if not reasons:
-        return f"{name} was requested by the automation."
-    policy = policy or AutomationPolicy()
-    cron_tick = _latest_cron_tick(policy, requested_at) if labels.CRON in reasons else None
-    known = [r for r in reasons if r != labels.CRON or cron_tick is not None]
-    phrases = _reason_phrases(
-        known,
-        list(updated_parents),
-        cron_tick,
-        failed_request=False,
-        expired_at=tags.get(EXPIRED_TAG),
-        policy=policy,
-    )
-    if len(known) < len(reasons):
-        phrases.append("its cron tick passed")  # a policy without a cron: no tick to name
-    return f"{name} was requested by the automation because {_join(phrases)}."
-
-
-def _updated_parents(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[str]:
-    """The parents of `key` built in this run or materialized after `key`'s latest
-    materialization: the parents behind a `deps_updated` reason."""
-    parents = sorted(context.assets_def.asset_deps.get(key, ()))
-    if not parents:
-        return []
-    in_run = set(context.selected_asset_keys)
-    instance = context.instance
-    own = instance.get_asset_records([key])
-    own_last = own[0].asset_entry.last_materialization_record if own else None
-    records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(parents)}
-    updated = []
-    for parent in parents:
-        last = records[parent].last_materialization_record if parent in records else None
-        newer = last is not None and (own_last is None or last.storage_id > own_last.storage_id)
-        if parent in in_run or newer:
-            updated.append(parent.to_user_string())
-    return updated
-
-
 def with_materialization_metadata(context: dg.AssetExecutionContext, event):
     """`event` (an output or materialization of a dbt run) with its column lineage, its schema's
     documented descriptions, and, in an automation run, `autopilot/explain`."""
@@ -502,15 +425,7 @@ def with_materialization_metadata(context: dg.AssetExecutionContext, event):
             table = lineage_markdown(*model)
             if table is not None:
                 added[LINEAGE_TABLE_METADATA] = dg.MetadataValue.md(table)
-    tags = context.run.tags
-    if tags.get(TRIGGER_TAG) == TRIGGER_VALUE:
-        reasons = _reasons_of(tags, key)
-        parents = _updated_parents(context, key) if labels.DEPS_UPDATED in reasons else []
-        created = context.instance.get_run_record_by_id(context.run.run_id)
-        requested_at = created.create_timestamp if created else datetime.datetime.now(datetime.UTC)
-        sentence = explain_sentence(key, tags, policy_of(spec.metadata), requested_at, parents)
-        if sentence is not None:
-            added[EXPLAIN_METADATA] = dg.MetadataValue.text(sentence)
+    added.update(explain_metadata(context, key))
     if not added:
         return event
     return event.with_metadata({**event.metadata, **added})
