@@ -85,7 +85,9 @@ def runs_per_tick(
     requested once, on the first tick after all its updated parents are built. A parent in the same
     group is built in the same run, so the child goes on the parent's tick; a parent in another
     group is built by that group's run, so the child goes one tick later. Each group requests one
-    run per tick on which it requests anything.
+    run per tick on which it requests anything. It is the fewest runs the split allows: a child
+    waits for all its parents only when their runs are already queued as its sensor ticks;
+    otherwise it can go out once per parent update (see `split_into_sensors`).
     """
     group_of = {key: index for index, group in enumerate(groups) for key in group}
     roots = {key for key, keys in parents.items() if not keys}
