@@ -3,13 +3,15 @@
     uv run python benchmarks/bench_dg_commands.py --models 1000 --repeats 3
     uv run python benchmarks/bench_dg_commands.py --seed-project --repeats 3
     uv run python benchmarks/bench_dg_commands.py --dev --models 1000 --repeats 2
+    uv run python benchmarks/bench_dg_commands.py --models 5000 --repeats 1 --workdir D --reuse-projects
 
 Both variants are generated side by side (same dbt project; only the component type differs), each
 is warmed once, untimed (`dg check defs`; with `--dev`, one `dg dev` start), then the runs alternate
 ours/plain (ABAB), so machine noise hits both alike. Every timed command runs with nothing changed
 since the previous command on that project. `--dev` instead times `dg dev` from launch until the
 webserver answers `/server_info` and the code location is loaded, then stops it; it also times a
-third project, the floor: the same project with one trivial asset instead of the dbt component.
+third project, the floor: the same project with one trivial asset instead of the dbt component,
+and reports the resident memory of each one's code server once its location is loaded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from _common import (
     DG,
     VARIANTS,
@@ -180,16 +184,29 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     process.wait(timeout=10)
 
 
+def code_server_rss(dev_pid: int) -> int:
+    """Resident bytes of the largest code server under `dg dev`: the process holding the definitions."""
+    sizes = [0]
+    for process in psutil.Process(dev_pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            command = " ".join(process.cmdline())
+            if "grpc" in command or "code-server" in command:
+                sizes.append(process.memory_info().rss)
+    return max(sizes)
+
+
 def time_dev(
     project: Path,
     log_path: Path,
     timeout: float,
     watch: Callable[[int, float], None] | None = None,
     poll_seconds: float = 0.25,
+    on_loaded: Callable[[int], None] | None = None,
 ) -> tuple[float, float]:
     """Seconds from launching `dg dev` until `/server_info` answers, and until the location loads.
 
-    `watch(pid, elapsed)`, if given, is called on every poll with the pid of `dg dev`.
+    `watch(pid, elapsed)`, if given, is called on every poll with the pid of `dg dev`;
+    `on_loaded(pid)` once the location is loaded, before `dg dev` is stopped.
     """
     port = _free_port()
     command = [sys.executable, "-c", SIGNAL_WRAPPER, DG, "dev", "--host", "127.0.0.1", "--port"]
@@ -221,7 +238,10 @@ def time_dev(
                     if error:
                         raise RuntimeError(f"code location failed to load in {project}: {error}")
                     if loaded:
-                        return ui_seconds, time.perf_counter() - start
+                        loaded_seconds = time.perf_counter() - start
+                        if on_loaded is not None:
+                            on_loaded(process.pid)
+                        return ui_seconds, loaded_seconds
                 time.sleep(poll_seconds)
         finally:
             _stop(process)
@@ -257,12 +277,17 @@ def make_floor_project(like: Path) -> Path:
 
 
 def bench_dev(
-    projects: dict[Component, Path], repeats: int, label: str, timeout: float
+    projects: dict[Component, Path],
+    repeats: int,
+    label: str,
+    timeout: float,
+    memory: dict[str, list[int]],
 ) -> list[Samples]:
     """Alternates timed `dg dev` start-ups of both variants and of the floor project.
 
     Each is warmed by one untimed start first: the first start after generating a project reads
-    the webserver's and daemon's modules from a cold page cache and builds the defs state.
+    the webserver's and daemon's modules from a cold page cache and builds the defs state. Every
+    timed start adds its code server's resident bytes, once loaded, to `memory[variant]`.
     """
     starts = {**projects, "floor": make_floor_project(projects["ours"])}
     for variant, project in starts.items():
@@ -278,7 +303,12 @@ def bench_dev(
     for repeat in range(repeats):
         for variant, project in starts.items():
             log_path = project / f"dg_dev_{repeat}.log"
-            ui_seconds, loaded_seconds = time_dev(project, log_path, timeout)
+            ui_seconds, loaded_seconds = time_dev(
+                project,
+                log_path,
+                timeout,
+                on_loaded=lambda pid, v=variant: memory.setdefault(v, []).append(code_server_rss(pid)),
+            )
             if variant == "floor":
                 floor.add(variant, loaded_seconds)
             else:
@@ -288,10 +318,18 @@ def bench_dev(
                 floor.add(variant, loaded_seconds)
             print(
                 f"  [{repeat + 1}/{repeats}] dg dev {variant}: UI {ui_seconds:.1f}s, "
-                f"loaded {loaded_seconds:.1f}s",
+                f"loaded {loaded_seconds:.1f}s, code server {memory[variant][-1] / 2**20:.0f} MB",
                 flush=True,
             )
     return [ui, loaded, floor]
+
+
+def reused_projects(workdir: Path, n_models: int) -> dict[Component, Path] | None:
+    """The synthetic projects `make_projects` wrote in `workdir` earlier, or None if one is missing."""
+    projects = {variant: (workdir / f"{variant}_{n_models}").resolve() for variant in VARIANTS}
+    if all((project / "dbt_project").is_dir() for project in projects.values()):
+        return projects
+    return None
 
 
 def main() -> None:
@@ -308,14 +346,23 @@ def main() -> None:
     parser.add_argument("--dev-timeout", type=float, default=900, help="seconds per dg dev start")
     parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the raw timings to this file")
+    parser.add_argument(
+        "--reuse-projects",
+        action="store_true",
+        help="keep the projects an earlier run generated in --workdir, with their prepared dbt "
+        "state (at N=5,000 the first load parses and compiles every model for 20 minutes)",
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_dg_"))
     label = "seed project" if args.seed_project else f"N={args.models}"
-    projects = make_projects(workdir, args.models, args.seed_project)
+    projects = reused_projects(workdir, args.models) if args.reuse_projects else None
+    if projects is None:
+        projects = make_projects(workdir, args.models, args.seed_project)
     print(f"projects in {workdir}; {label}; repeats={args.repeats}", flush=True)
+    memory: dict[str, list[int]] = {}
     if args.dev:
-        rows = bench_dev(projects, args.repeats, label, args.dev_timeout)
+        rows = bench_dev(projects, args.repeats, label, args.dev_timeout, memory)
     else:
         rows = bench_commands(projects, args.repeats, label)
 
@@ -326,12 +373,22 @@ def main() -> None:
             f"{row.name}: {first} {row.median(first):.2f}s, {second} {row.median(second):.2f}s, "
             f"ratio {row.ratio:.2f}x" + (f" (target <= {row.target}x)" if row.target else "")
         )
+    for variant, sizes in memory.items():
+        print(
+            f"{label}: code server resident memory once loaded, {variant}: "
+            f"median {statistics.median(sizes) / 2**20:.0f} MB"
+        )
     print()
     print(f"Command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(markdown_table(rows))
     if args.json:
         args.json.write_text(
-            json.dumps([{"name": r.name, "target": r.target, "times": r.times} for r in rows])
+            json.dumps(
+                {
+                    "rows": [{"name": r.name, "target": r.target, "times": r.times} for r in rows],
+                    "code_server_rss_bytes": memory,
+                }
+            )
         )
 
 

@@ -1,6 +1,9 @@
 """The one entry point that puts a policy on an asset, for dbt models and Python assets alike."""
 
+import functools
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -22,14 +25,28 @@ AUTOMATION_TAG = "autopilot/automation"
 find the assets that only run when asked."""
 
 
-def apply_policy(spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict) -> dg.AssetSpec:
-    """`spec` with the policy's automation condition and its policy metadata.
+@dataclass(frozen=True)
+class PolicyAttributes:
+    """What a policy sets on an asset spec: its automation condition, metadata and tags to add."""
+
+    automation_condition: dg.AutomationCondition | None
+    metadata: Mapping[str, object]
+    tags: Mapping[str, str]
+
+
+def policy_attributes(policy: AutomationPolicy | PolicyInput | dict) -> PolicyAttributes:
+    """The attributes `apply_policy` puts on a spec, for callers that set them with others at once.
 
     `policy` is an `AutomationPolicy` (as components hold it once validated), or, for Python code
     that builds specs by hand, a mapping in the YAML form or a shorthand (`eager`, `lazy`, `none`).
-    A disabled policy removes any automation condition.
+    A disabled policy has no automation condition. Assets with the same policy share one answer.
     """
-    policy = as_policy(policy)  # an AutomationPolicy passes through unchanged
+    return _attributes_of(as_policy(policy))  # an AutomationPolicy passes through unchanged
+
+
+@functools.lru_cache(maxsize=4096)
+def _attributes_of(policy: AutomationPolicy) -> PolicyAttributes:
+    # Memoized on the (frozen, hashable) policy: thousands of dbt models share a few policies.
     metadata: dict[str, object] = {
         POLICY_METADATA: policy.describe(),
         POLICY_JSON_METADATA: policy.model_dump_json(exclude_defaults=True),
@@ -38,9 +55,18 @@ def apply_policy(spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | di
         metadata[PRIORITY_METADATA] = policy.priority
     condition = condition_for(policy)
     mode = labels.OFF if condition is None else condition.get_label()
-    return spec.replace_attributes(automation_condition=condition).merge_attributes(
-        metadata=metadata, tags={AUTOMATION_TAG: mode}
-    )
+    return PolicyAttributes(condition, metadata, {AUTOMATION_TAG: mode})
+
+
+def apply_policy(spec: dg.AssetSpec, policy: AutomationPolicy | PolicyInput | dict) -> dg.AssetSpec:
+    """`spec` with the policy's automation condition and its policy metadata (`policy_attributes`).
+
+    A disabled policy removes any automation condition.
+    """
+    attributes = policy_attributes(policy)
+    return spec.replace_attributes(
+        automation_condition=attributes.automation_condition
+    ).merge_attributes(metadata=attributes.metadata, tags=attributes.tags)
 
 
 def policy_of(metadata) -> AutomationPolicy | None:
@@ -52,6 +78,11 @@ def policy_of(metadata) -> AutomationPolicy | None:
     return AutomationPolicy.model_validate_json(text)
 
 
+def run_tags_metadata(tags: dict[str, str]) -> dict[str, str]:
+    """The metadata that makes an asset's automation runs carry `tags` (see `RUN_TAGS_METADATA`)."""
+    return {RUN_TAGS_METADATA: json.dumps(tags, sort_keys=True)}
+
+
 def with_run_tags(spec: dg.AssetSpec, tags: dict[str, str]) -> dg.AssetSpec:
     """`spec` whose automation runs carry `tags` (see `RUN_TAGS_METADATA`)."""
-    return spec.merge_attributes(metadata={RUN_TAGS_METADATA: json.dumps(tags, sort_keys=True)})
+    return spec.merge_attributes(metadata=run_tags_metadata(tags))

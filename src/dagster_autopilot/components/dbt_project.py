@@ -4,16 +4,24 @@ import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dagster as dg
 from dagster.components.resolved.model import Resolver
-from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent
-from dagster_dbt.components.dbt_project.component import DbtMetadataAddons
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, DbtProjectComponent
+from dagster_dbt.components.dbt_project.component import (
+    DbtMetadataAddons,
+    DbtProjectComponentTranslator,
+)
 
 from dagster_autopilot import _dagster_internals as internals
-from dagster_autopilot.automation.apply import POLICY_METADATA, apply_policy, with_run_tags
+from dagster_autopilot.automation.apply import (
+    POLICY_METADATA,
+    policy_attributes,
+    run_tags_metadata,
+)
 from dagster_autopilot.automation.policy import (
     AutomationPolicy,
     MaterializationPolicies,
@@ -46,6 +54,32 @@ DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
 CODE_VERSION_METADATA = "autopilot/code_version"
 
 logger = logging.getLogger(__name__)
+
+# Dagster's tags for an asset's kinds; a spec built from another's tags gets them from its kinds.
+_KIND_TAG_PREFIX = "dagster/kind/"
+
+
+def _without_kind_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in tags.items() if not key.startswith(_KIND_TAG_PREFIX)}
+
+
+class _MemoizedTranslator(DbtProjectComponentTranslator):
+    """dagster-dbt's component translator, answering each node once per manifest.
+
+    dagster-dbt asks for the spec of every parent of every node (33,000 asks for 5,000 models),
+    and its component translator builds a new AssetSpec on every ask; a node's spec does not
+    change within one manifest.
+    """
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        memo = self.__dict__.setdefault("_spec_memo", {})
+        key = (id(manifest), unique_id, id(project))
+        spec = memo.get(key)
+        if spec is None:
+            spec = memo[key] = super().get_asset_spec(manifest, unique_id, project)
+        return spec
 
 
 @dataclass
@@ -114,22 +148,54 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         use_project_warehouse_by_default(context.project_root)
         return super().load(attributes, context)
 
+    @cached_property
+    def translator(self) -> DagsterDbtTranslator:
+        return _MemoizedTranslator(self, self.translation_settings)
+
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
     ) -> dg.AssetSpec:
-        # dagster-dbt asks again for every parent of every node (6,641 calls for 1,025 assets);
-        # the spec of a node does not change within one manifest.
-        memo = self.__dict__.setdefault("_spec_memo", {})
-        key = (id(manifest), unique_id, id(project))
-        if key not in memo:
-            spec = self._build_asset_spec(manifest, unique_id, project)
-            memo[key] = self._with_code_version_source(manifest, unique_id, spec)
-            if self._column_aware:
-                # The automation and the runs find the model's column shape through this metadata.
-                shapes = self._project_shapes(manifest)
-                lineage = register_shape(shapes, memo[key].key, unique_id)
-                memo[key] = memo[key].merge_attributes(metadata=lineage)
-        return memo[key]
+        """dagster-dbt's spec with ours added in one step: each step builds a new AssetSpec."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = self.get_resource_props(manifest, unique_id)
+        replaced: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
+        if node.get("resource_type") in ("model", "seed", "snapshot"):
+            materialization = dbt_nodes.materialization(node)
+            policy = policy_attributes(self._policy_for(node))
+            # A view stores no data: its children look through it to the data behind it
+            # (`UPSTREAM_UPDATED` in automation/conditions.py).
+            replaced.update(
+                code_version=self._code_version_for(manifest, node, spec.code_version),
+                is_virtual=materialization == "view",
+                automation_condition=policy.automation_condition,
+                tags={
+                    **_without_kind_tags(spec.tags),
+                    MATERIALIZATION_TAG: materialization,
+                    **policy.tags,
+                },
+            )
+            # One dbt run per project at a time in production (a tag limit in deploy/dagster.yaml).
+            project_name = manifest["metadata"]["project_name"]
+            metadata.update(run_tags_metadata({DBT_PROJECT_RUN_TAG: project_name}))
+            metadata.update(policy.metadata)
+            source = self._code_version_sources(manifest).get(unique_id)
+            if source is not None:
+                metadata[CODE_VERSION_METADATA] = source
+                if source.startswith("logic hash ("):
+                    # A fallback is told in the policy text too.
+                    metadata[POLICY_METADATA] = (
+                        f"{metadata[POLICY_METADATA]}; code version from the {source}"
+                    )
+        if self._column_aware:
+            # The automation and the runs find the model's column shape through this metadata.
+            metadata.update(register_shape(self._project_shapes(manifest), spec.key, unique_id))
+        if not replaced and not metadata:
+            return spec
+        with warnings.catch_warnings():
+            # Virtual assets are a preview in 1.13; one warning per view would bury dg's output.
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return spec.replace_attributes(**replaced, metadata={**spec.metadata, **metadata})
 
     @property
     def _column_aware(self) -> bool:
@@ -148,41 +214,6 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
             cached = (manifest, shapes)
             object.__setattr__(self, "_shapes_cache", cached)
         return cached[1]
-
-    def _with_code_version_source(
-        self, manifest: Mapping[str, Any], unique_id: str, spec: dg.AssetSpec
-    ) -> dg.AssetSpec:
-        """`spec` with `autopilot/code_version` metadata; a fallback is told in the policy text."""
-        source = self._code_version_sources(manifest).get(unique_id)
-        if source is None:
-            return spec
-        metadata: dict[str, Any] = {CODE_VERSION_METADATA: source}
-        policy = spec.metadata.get(POLICY_METADATA)
-        if isinstance(policy, str) and source.startswith("logic hash ("):
-            metadata[POLICY_METADATA] = f"{policy}; code version from the {source}"
-        return spec.merge_attributes(metadata=metadata)
-
-    def _build_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> dg.AssetSpec:
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        node = self.get_resource_props(manifest, unique_id)
-        if node.get("resource_type") not in ("model", "seed", "snapshot"):
-            return spec
-        materialization = dbt_nodes.materialization(node)
-        with warnings.catch_warnings():
-            # Virtual assets are a preview in 1.13; one warning per view would bury dg's output.
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            spec = spec.replace_attributes(
-                tags={**spec.tags, MATERIALIZATION_TAG: materialization},
-                code_version=self._code_version_for(manifest, node, spec.code_version),
-                # A view stores no data: its children look through it to the data behind it
-                # (`UPSTREAM_UPDATED` in automation/conditions.py).
-                is_virtual=materialization == "view",
-            )
-        # One dbt run per project at a time in production (a tag limit in deploy/dagster.yaml).
-        spec = with_run_tags(spec, {DBT_PROJECT_RUN_TAG: manifest["metadata"]["project_name"]})
-        return apply_policy(spec, self._policy_for(node))
 
     def _parse_inputs(self) -> list[Path]:
         project = self.dbt_project
@@ -305,9 +336,8 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
     ) -> str | None:
         if self.code_versions == "literal":
             return literal
-        logic = self._code_versions(manifest).version(node)
         if self.code_versions == "logic" or node.get("resource_type") != "model":
-            return logic
+            return self._code_versions(manifest).version(node)
         model = self._compiled_models(manifest).get(node["unique_id"])
         if model is None:
             reason = "not compiled: no prepared state holds its compiled SQL"
@@ -318,7 +348,7 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
                 return version
             reason = model.reason or "unknown"
         self._code_version_sources(manifest)[node["unique_id"]] = f"logic hash ({reason})"
-        return logic
+        return self._code_versions(manifest).version(node)
 
     def _code_version_sources(self, manifest: Mapping[str, Any]) -> dict[str, str]:
         """unique_id -> where its code version came from, for the models of `manifest`."""
