@@ -2,9 +2,9 @@
 
 `explain` evaluates the asset's automation condition as its sensor would on its next tick: with
 the cursor the sensor stored in the instance, over the assets of that sensor the asset depends on
-(a condition reads only its own asset's and its parents' results of the same tick). It uses
-Dagster's public `evaluate_automation_conditions` and keeps the new cursor to itself, so nothing
-is launched and no cursor is written.
+(a condition reads only its own asset's and its parents' results of the same tick). It runs
+Dagster's evaluator as `evaluate_automation_conditions` does, without building a new cursor, so
+nothing is launched and no cursor is written.
 
 The answer reads the named trigger and guards of `conditions.PolicyConditions` by their labels
 (`labels.py`), with the audit's `decide` (the sensor's decision log makes the same call). The
@@ -20,6 +20,7 @@ import datetime
 import difflib
 import gc
 import json
+import logging
 import zlib
 import zoneinfo
 from dataclasses import asdict, dataclass, field
@@ -449,19 +450,10 @@ def _explain(defs, instance, asset, evaluation_time) -> Explanation:
         if sensor is not None:
             selection = selection & sensor.asset_selection
         keys = selection.resolve(asset_graph)
-        # Only the evaluated assets' part of the cursor: reading it, and the evaluation's own
-        # round trip of the cursor it is given, cost in proportion to its size.
+        # Only the evaluated assets' part of the cursor: reading it costs in proportion to its size.
         if stored is not None:
             cursor = read_sensor_cursor(_cursor_text_of(stored.cursor, keys), asset_graph)
-        # Before any lookup on `cursor`: a lookup caches on it what the evaluation's round trip
-        # of the cursor cannot carry.
-        evaluated = dg.evaluate_automation_conditions(
-            defs=defs,
-            instance=instance,
-            asset_selection=dg.AssetSelection.assets(*keys),
-            evaluation_time=now,
-            cursor=cursor,
-        )
+        evaluated = _evaluate(instance, asset_graph, keys, now, cursor)
     backoff = backoff_state(
         instance,
         key,
@@ -503,8 +495,8 @@ def _explain(defs, instance, asset, evaluation_time) -> Explanation:
             )
         )
 
-    result = next(r for r in evaluated.results if r.key == key)
-    requested = {r.key for r in evaluated.results if _true(r) and isinstance(r.key, dg.AssetKey)}
+    result = next(r for r in evaluated if r.key == key)
+    requested = {r.key for r in evaluated if _true(r) and isinstance(r.key, dg.AssetKey)}
     explanation = _from_result(instance, asset_graph, key, result, requested, policy, base, last, now)
     if not explanation.sensor_running:
         # The evaluation says what a tick would decide; a stopped sensor makes no tick at all.
@@ -515,6 +507,24 @@ def _explain(defs, instance, asset, evaluation_time) -> Explanation:
         sentence = f"{explanation.sentence[:-1]}; but {but}."
         explanation = dataclasses.replace(explanation, sentence=sentence)
     return _finish(explanation)
+
+
+def _evaluate(instance, asset_graph, keys, now, cursor) -> list[AutomationResult]:
+    """The results of a tick at `now` over the automated assets among `keys`, from `cursor` (the
+    first tick's when None), as `dg.evaluate_automation_conditions` computes them."""
+    cursor = cursor or internals.asset_daemon_cursor_from_instigator_serialized_cursor(None, asset_graph)
+    evaluator = internals.AutomationConditionEvaluator(
+        entity_keys={k for k in keys if asset_graph.get(k).automation_condition is not None},
+        instance=instance,
+        asset_graph=asset_graph,
+        cursor=cursor,
+        emit_backfills=False,
+        evaluation_id=cursor.evaluation_id,
+        evaluation_time=now,
+        logger=logging.getLogger("dagster.automation_condition_tester"),
+    )
+    results, _ = evaluator.evaluate()
+    return list(results)
 
 
 def _from_result(instance, asset_graph, key, result, requested, policy, base, last, now):
