@@ -59,6 +59,9 @@ def test_status_of_a_seeded_instance(project_defs):
 
 def test_status_command_prints_json_from_dagster_home(project_defs, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    # An instance folder has its dagster.yaml; without one, Dagster warns once per process on the
+    # standard output, inside the JSON this test reads.
+    (tmp_path / "dagster.yaml").write_text("")
     monkeypatch.setattr(cli, "load_project_defs", lambda root: project_defs)
     with dg.DagsterInstance.get() as instance:
         ticker = AnalyticsTicker(project_defs, instance, MONDAY_1AM)
