@@ -36,7 +36,7 @@ from bench_tick import assets_of, load_project_defs
 from generate_dbt_project import plan, write_project
 
 from dagster_autopilot._dagster_internals import MAX_ASSETS_PER_USER_CODE_SENSOR
-from dagster_autopilot.components.automation_sensor import (
+from dagster_autopilot.automation.sensor_split import (
     crossing_edges,
     parents_of,
     runs_per_tick,

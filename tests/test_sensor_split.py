@@ -10,7 +10,7 @@ import pytest
 from harness import MONDAY_1AM, SensorTicker, load_defs, run_at_clock
 
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
-from dagster_autopilot.components.automation_sensor import (
+from dagster_autopilot.automation.sensor_split import (
     crossing_edges,
     parents_of,
     runs_per_tick,
