@@ -4,10 +4,10 @@
 helpers (`plan_embedding`, `plan_matches`, `merge_top_k`) are pure functions over ids and content
 hashes, so a component can do: read state -> plan -> compute -> write, and an incremental run stores
 what a full rebuild would. That equality needs a pair's score not to depend on which other rows
-were multiplied with it: the kernel pads tiny multiplies so that OpenBLAS computes every score with
-the same blocked kernel (`_MIN_MULTIPLY_SIDE`), which gives bit-identical scores whatever the batch
-shape (tested). A BLAS that rounds differently by batch shape would move scores by a unit in the
-last place, and with them the order of exactly tied jobs (say, two identical job texts).
+were multiplied with it: the kernel multiplies in float64 and rounds each score to float32 once, so
+the order in which a BLAS kernel sums (which depends on the batch shape and the CPU) does not reach
+the stored score (tested). Otherwise scores would move by a unit in the last place, and with them
+the order of exactly tied jobs (say, two identical job texts).
 
 Conventions shared by all of them:
 - Ties are broken by the lower corpus index in `top_k_cosine` and by the lower job id in
@@ -128,8 +128,14 @@ def top_k_cosine(
     rows = min(chunk_rows, max(1, (2**30 - 1) // width), n_queries)
     starts = range(0, n_queries, rows)
 
+    # The multiply runs in float64 and each score is rounded to float32 once: BLAS kernels sum in
+    # an order that depends on the batch shape and the CPU (on AMD EPYC even padded float32
+    # multiplies differed in the last bit), and rounding the float64 sum hides that order.
+    corpus64 = corpus.astype(np.float64)
+
     def match_chunks(my_starts: Sequence[int]) -> None:
         buffer = np.empty(width * max(rows, _MIN_MULTIPLY_SIDE), dtype=np.float32)
+        exact = np.empty((len(corpus64), max(rows, _MIN_MULTIPLY_SIDE)), dtype=np.float64)
         for start in my_starts:
             stop = min(start + rows, n_queries)
             chunk = queries[start:stop]
@@ -137,7 +143,9 @@ def top_k_cosine(
                 chunk = np.zeros((_MIN_MULTIPLY_SIDE, queries.shape[1]), dtype=np.float32)
                 chunk[: stop - start] = queries[start:stop]
             block = buffer[: width * len(chunk)].reshape(width, len(chunk))
-            np.matmul(corpus, chunk.T, out=block[: len(corpus)])
+            product = exact[:, : len(chunk)]
+            np.matmul(corpus64, chunk.T.astype(np.float64), out=product)
+            block[: len(corpus)] = product
             block[n_corpus:] = -np.inf
             if len(chunk) > stop - start:  # padded queries: rank only the real ones
                 block = block[:, : stop - start].copy()
