@@ -69,7 +69,7 @@ class OurSensors:
             )
             start = time.perf_counter()
             result, _ = evaluate_sensor_tick(
-                sensor, context, evaluation_time=self.now, quiet_ticks=quiet_ticks
+                sensor, context, evaluation_time=self.now, incremental=quiet_ticks
             )
             seconds += time.perf_counter() - start
             skipped += result.skip_reason is not None

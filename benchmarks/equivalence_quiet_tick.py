@@ -100,7 +100,7 @@ class Day:
         self.order = list(graph.toposorted_asset_keys)
         self.sensors = {
             quiet: AutopilotAutomationSensor(
-                "equivalence", target=dg.AssetSelection.all(), quiet_ticks=quiet
+                "equivalence", target=dg.AssetSelection.all(), incremental=quiet
             )
             for quiet in (True, False)
         }
@@ -116,7 +116,7 @@ class Day:
                 instance=self.instance, cursor=self.cursors[quiet], repository_def=self.repository
             )
             result, _ = evaluate_sensor_tick(
-                sensor, context, evaluation_time=self.now, quiet_ticks=quiet
+                sensor, context, evaluation_time=self.now, incremental=quiet
             )
             self.cursors[quiet] = result.cursor
             selections[quiet] = sorted(

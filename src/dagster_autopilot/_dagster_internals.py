@@ -6,6 +6,7 @@ installed Dagster or dagster-dbt leaves `SUPPORTED_DAGSTER` / `SUPPORTED_DAGSTER
 this module was written against and the ones `pyproject.toml` pins, or when a name here is gone.
 """
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -158,6 +159,42 @@ def capture_evaluation_results(evaluation_context: Any) -> list[Sequence[Any]]:
     return captured
 
 
+def evaluated_entity_keys(evaluation_context: Any) -> Any:
+    """The assets and checks an `AutomationTickEvaluationContext` evaluates (those of its sensor
+    with a condition), as Dagster resolved them."""
+    return evaluation_context._evaluator.entity_keys
+
+
+def narrow_evaluation(evaluation_context: Any, keys_for: Callable[[Any], Any]) -> None:
+    """Makes `evaluation_context` evaluate only `keys_for(requests)`, a set that Dagster's
+    evaluator tests each entity against, level by level; `requests` is the evaluator's mapping of
+    this tick's requests so far.
+
+    A busy tick evaluates only what its events can affect (`automation/partial_tick.py`). Dagster
+    decides what to evaluate from this one attribute, and offers no parameter for a set that grows
+    with the tick's own requests.
+    """
+    evaluator = evaluation_context._evaluator
+    evaluator.entity_keys = keys_for(evaluator.request_subsets_by_key)
+
+
+def keep_condition_cursors(new_cursor: Any, previous_cursor: Any, keys: Any) -> Any:
+    """`new_cursor`, with `previous_cursor`'s per-asset state for `keys`.
+
+    Dagster's next cursor drops the state of every materializable asset it did not evaluate; a
+    partial tick keeps the state of the assets it left unevaluated, as a full tick would have
+    rewritten it unchanged.
+    """
+    kept = [
+        cursor
+        for key in keys
+        if (cursor := previous_cursor.get_previous_condition_cursor(key)) is not None
+    ]
+    return dataclasses.replace(
+        new_cursor, previous_condition_cursors=[*new_cursor.previous_condition_cursors, *kept]
+    )
+
+
 def set_sensor_evaluation(sensor: Any, evaluate: Callable[[Any], Any]) -> None:
     """Makes `evaluate(context)` the evaluation function of an automation condition sensor.
 
@@ -244,6 +281,9 @@ __all__ = [
     "dbt_invalidate_seeds_in_partial_parse",
     "dbt_prepare_cli_args",
     "dbt_project_copy_dir",
+    "evaluated_entity_keys",
+    "keep_condition_cursors",
+    "narrow_evaluation",
     "sensor_constructor_arguments",
     "set_sensor_evaluation",
     "store_sensor_cursor",

@@ -17,6 +17,12 @@ the previous evaluated tick:
 Anything that cannot be bounded (a condition this module does not know, a partitioned asset) makes
 every tick evaluate: a wrong skip is a lost update, an extra evaluation only costs time.
 
+A tick that cannot be skipped may still evaluate only some assets (`partial_tick.py`), from the
+same state. The sensor also makes its full evaluations a time boundary: every asset is evaluated
+at least every `FULL_EVALUATION_EVERY`, which bounds how long a change that stores no event (an
+asset wiped in SQLite storage, a deleted run, a backfill cancelled before it launched a run) can
+go unseen.
+
 What the evaluated tick saw is kept in the sensor's cursor, as an extra field of the JSON inside
 Dagster's own cursor format: Dagster's readers (the daemon, the UI's evaluation id, `status.py`)
 ignore fields a class does not declare, so they read the cursor as before. `serialize_cursor` writes
@@ -91,6 +97,9 @@ _TIMELESS = frozenset(
 )
 _CRON = "CronTickPassedCondition"
 
+# The default time between two full evaluations, whatever the events say.
+FULL_EVALUATION_EVERY = datetime.timedelta(minutes=10)
+
 
 class _Unbounded(Exception):
     """Something a tick depends on has no known next change: every tick must evaluate."""
@@ -98,8 +107,8 @@ class _Unbounded(Exception):
 
 @dataclass(frozen=True)
 class QuietState:
-    """What an evaluated tick that requested nothing saw; until one of these changes, a tick
-    would request nothing either."""
+    """What the previous evaluated tick saw; until one of these changes, a tick that requested
+    nothing would request nothing again, and an asset that nothing touched keeps its result."""
 
     max_storage_id: int | None
     """The event log's greatest storage id when the tick began."""
@@ -109,14 +118,26 @@ class QuietState:
     """When the tick evaluated (epoch seconds)."""
     next_boundary: float | None
     """The earliest time boundary at or after `evaluated_at`; None when no condition has one."""
+    requested: bool = True
+    """Whether the tick requested anything (then the next one evaluates). A state written before
+    this field existed reads as True."""
 
     def allows_skip(self, now: datetime.datetime, watch: "Watch") -> bool:
         """Whether a tick at `now` that sees `watch` may return the evaluated tick's cursor."""
         return (
+            not self.requested
+            and watch.max_storage_id == self.max_storage_id
+            and self.allows_partial(now, watch)
+        )
+
+    def allows_partial(self, now: datetime.datetime, watch: "Watch") -> bool:
+        """Whether a tick at `now` that sees `watch` may keep the previous results of the assets
+        that nothing touched: the same definitions, and no time boundary passed."""
+        return (
             watch.definitions is not None
             and watch.definitions == self.definitions
-            and watch.max_storage_id == self.max_storage_id
-            and now.timestamp() >= self.evaluated_at
+            and self.max_storage_id is not None
+            and self.evaluated_at <= now.timestamp()
             and (self.next_boundary is None or now.timestamp() < self.next_boundary)
         )
 
@@ -290,18 +311,39 @@ def quiet_state_after(
     watch: Watch,
     results: Iterable,
     now: datetime.datetime,
+    *,
+    requested: bool,
+    full_evaluation_every: datetime.timedelta | None,
+    partial_after: QuietState | None = None,
 ) -> QuietState | None:
-    """What a tick that requested nothing leaves for the next one; None when it cannot skip."""
+    """What an evaluated tick leaves for the next one; None when the next must evaluate in full.
+
+    After a full evaluation, the next one is due `full_evaluation_every` later (None: only at a
+    real boundary). `partial_after` is the state a partial tick started from: its boundary still
+    counts, since the assets the tick left unevaluated reported their backoff ends then, and it
+    holds when the next full evaluation is due.
+    """
     if watch.definitions is None:
         return None
     try:
-        boundary = next_boundary(sensor, asset_graph, instance, results, now)
+        boundaries = [next_boundary(sensor, asset_graph, instance, results, now)]
     except Exception:
         # Unbounded, or a boundary that failed to compute. Skipping is only an optimization:
         # whatever keeps the boundary unknown, the next tick evaluates, and this one keeps its
         # result.
         return None
-    return QuietState(watch.max_storage_id, watch.definitions, now.timestamp(), boundary)
+    if partial_after is not None:
+        boundaries.append(partial_after.next_boundary)
+    elif full_evaluation_every is not None:
+        boundaries.append(now.timestamp() + full_evaluation_every.total_seconds())
+    known = [boundary for boundary in boundaries if boundary is not None]
+    return QuietState(
+        watch.max_storage_id,
+        watch.definitions,
+        now.timestamp(),
+        min(known) if known else None,
+        requested,
+    )
 
 
 def _next_cron_tick(cron: str, timezone: str, now: datetime.datetime) -> float:

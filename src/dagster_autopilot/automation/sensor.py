@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from dagster_autopilot import _dagster_internals as internals
-from dagster_autopilot.automation import decision_log, quiet_tick
+from dagster_autopilot.automation import decision_log, partial_tick, quiet_tick
 from dagster_autopilot.automation.audit import (
     TickSummary,
     decide,
@@ -25,14 +25,26 @@ class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
     requests carries `trigger=auto-materialize`, its reasons and priority (see `audit.py`), and each
     tick logs one structured line per decision plus the tick's counters.
 
-    A tick that nothing can have changed since the previous evaluation is skipped (see
-    `quiet_tick.py`); `quiet_ticks=False` evaluates every tick.
+    Ticks are incremental: a tick that nothing can have changed since the previous evaluation is
+    skipped (`quiet_tick.py`), and a busy tick evaluates only the assets its events can affect
+    (`partial_tick.py`); every asset is still evaluated at least every `full_evaluation_every`
+    (None: only when a time boundary or the definitions call for it). `incremental=False`
+    evaluates every asset on every tick.
     """
 
-    def __init__(self, name: str, *, target, quiet_ticks: bool = True, **kwargs):
+    def __init__(
+        self,
+        name: str,
+        *,
+        target,
+        incremental: bool = True,
+        full_evaluation_every: datetime.timedelta | None = quiet_tick.FULL_EVALUATION_EVERY,
+        **kwargs,
+    ):
         kwargs.pop("use_user_code_server", None)
         super().__init__(name, target=target, use_user_code_server=True, **kwargs)
-        self.quiet_ticks = quiet_ticks
+        self.incremental = incremental
+        self.full_evaluation_every = full_evaluation_every
         # The base class wires Dagster's own evaluation; swap in the audited one.
         internals.set_sensor_evaluation(self, functools.partial(_evaluate_audited, self))
 
@@ -45,13 +57,14 @@ class AutopilotAutomationSensor(dg.AutomationConditionSensorDefinition):
             default_status=self.default_status,
             minimum_interval_seconds=self.minimum_interval_seconds,
             description=self.description,
-            quiet_ticks=self.quiet_ticks,
+            incremental=self.incremental,
+            full_evaluation_every=self.full_evaluation_every,
             **arguments,
         )
 
 
 def _evaluate_audited(sensor: AutopilotAutomationSensor, context: dg.SensorEvaluationContext):
-    result, _ = evaluate_sensor_tick(sensor, context, quiet_ticks=sensor.quiet_ticks)
+    result, _ = evaluate_sensor_tick(sensor, context, incremental=sensor.incremental)
     return result
 
 
@@ -60,22 +73,22 @@ def evaluate_sensor_tick(
     context: dg.SensorEvaluationContext,
     evaluation_time: datetime.datetime | None = None,
     *,
-    quiet_ticks: bool = True,
+    incremental: bool = True,
 ) -> tuple[dg.SensorResult, TickSummary]:
     """One tick of an automation sensor, as Dagster's user-code evaluation does it, plus the audit.
 
     Returns the sensor result (run requests tagged per run) and the tick's decisions.
     `evaluation_time` defaults to Dagster's clock (tests pass a controlled one). With
-    `quiet_ticks`, a tick that nothing can have changed since the previous evaluated tick is
-    skipped: no decisions, the same cursor, and a skip reason (see `quiet_tick.py`).
+    `incremental`, a tick that nothing can have changed since the previous evaluated tick is
+    skipped: no decisions, the same cursor, and a skip reason (see `quiet_tick.py`); a busy tick
+    evaluates only the assets that what happened since can affect (see `partial_tick.py`).
     """
     asset_graph = context.repository_def.asset_graph
     now = evaluation_time or internals.get_current_datetime()
-    watch = quiet_tick.Watch.of(sensor, asset_graph, context.instance) if quiet_ticks else None
-    if watch is not None:
-        state = quiet_tick.read_state(context.cursor)
-        if state is not None and state.allows_skip(now, watch):
-            return _quiet(sensor, context, state), TickSummary([])
+    watch = quiet_tick.Watch.of(sensor, asset_graph, context.instance) if incremental else None
+    state = quiet_tick.read_state(context.cursor) if watch is not None else None
+    if state is not None and state.allows_skip(now, watch):
+        return _quiet(sensor, context, state), TickSummary([])
     cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
     evaluation_context = internals.AutomationTickEvaluationContext(
         evaluation_id=cursor.evaluation_id,
@@ -97,10 +110,30 @@ def evaluate_sensor_tick(
             f"Automation sensor '{sensor.name}' targets {evaluation_context.total_keys} assets or "
             f"checks, more than the {limit} a user-code sensor may evaluate."
         )
+    targeted = internals.evaluated_entity_keys(evaluation_context)
+    scope = None
+    if state is not None and state.allows_partial(now, watch):
+        scope = partial_tick.scope_of(
+            targeted,
+            sensor.default_condition,
+            asset_graph,
+            context.instance,
+            cursor,
+            state.max_storage_id,
+        )
+    if scope is not None:
+        internals.narrow_evaluation(
+            evaluation_context, lambda requests: partial_tick.EvaluatedKeys(scope, requests)
+        )
     captured = internals.capture_evaluation_results(evaluation_context)
     run_requests, new_cursor, evaluations = evaluation_context.evaluate()
+    results = captured[0] if captured else []
+    if scope is not None:
+        evaluated = {result.key for result in results}
+        unevaluated = [key for key in targeted if key not in evaluated]
+        new_cursor = internals.keep_condition_cursors(new_cursor, cursor, unevaluated)
 
-    summary = TickSummary([d for r in (captured[0] if captured else []) if (d := decide(r))])
+    summary = TickSummary([d for r in results if (d := decide(r))])
     decisions = {decision.key: decision for decision in summary.decisions}
     requested = {key for rr in run_requests for key in (rr.asset_selection or [])}
     priorities = priorities_of(asset_graph, requested)
@@ -112,17 +145,31 @@ def evaluate_sensor_tick(
         # The decision in words, as `autopilot explain` says it.
         record["sentence"] = decision_log.decision_sentence(decision, policies.get(decision.key), now)
         context.log.info(f"autopilot decision {json.dumps(record)}")
-    waiting = decision_log.waiting_for_cron(captured[0] if captured else [], decisions, asset_graph, now)
+    waiting = decision_log.waiting_for_cron(results, decisions, asset_graph, now)
     if waiting:
         context.log.info(f"autopilot waiting {json.dumps(waiting)}")
-    context.log.info(f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters})}")
-    state = None
-    if watch is not None and not run_requests:
-        results = captured[0] if captured else []
-        state = quiet_tick.quiet_state_after(sensor, asset_graph, context.instance, watch, results, now)
+    scale = {"evaluated": len(results), "targeted": len(targeted)}
+    context.log.info(
+        f"autopilot tick {json.dumps({'sensor': sensor.name, **summary.counters, **scale})}"
+    )
+    state_after = None
+    if watch is not None:
+        state_after = quiet_tick.quiet_state_after(
+            sensor,
+            asset_graph,
+            context.instance,
+            watch,
+            results,
+            now,
+            requested=bool(run_requests),
+            full_evaluation_every=getattr(
+                sensor, "full_evaluation_every", quiet_tick.FULL_EVALUATION_EVERY
+            ),
+            partial_after=state if scope is not None else None,
+        )
     result = dg.SensorResult(
         run_requests=tagged,
-        cursor=quiet_tick.serialize_cursor(new_cursor, state),
+        cursor=quiet_tick.serialize_cursor(new_cursor, state_after),
         automation_condition_evaluations=evaluations,
     )
     return result, summary

@@ -1,5 +1,6 @@
-"""Quiet ticks: the sensor skips a tick only when nothing it reads has changed, and the tick after
-any event or time boundary requests exactly what a full evaluation requests.
+"""Incremental ticks: the sensor skips a tick only when nothing it reads has changed, a busy tick
+evaluates only the assets its events can affect, and every tick requests exactly what a full
+evaluation requests.
 
 Two tickers share one instance and one clock: the library's sensor over the shipped analytics
 assets, and the same sensor with quiet ticks switched off, each carrying its own cursor. An
@@ -82,7 +83,7 @@ class Pair:
 
 def test_the_shipped_sensor_skips_quiet_ticks(project_defs):
     shipped = [s for s in project_defs.sensors if isinstance(s, AutopilotAutomationSensor)]
-    assert [s.quiet_ticks for s in shipped] == [True]
+    assert [s.incremental for s in shipped] == [True]
 
 
 @pytest.fixture
@@ -93,10 +94,13 @@ def pair(project_defs):
     conditions, and would only make each tick and run slower.
     """
     analytics = dg.AssetSelection.assets(*ANALYTICS_ASSETS)
-    fast_sensor = AutopilotAutomationSensor("analytics", target=analytics)
-    full_sensor = AutopilotAutomationSensor("analytics", target=analytics, quiet_ticks=False)
+    full_sensor = AutopilotAutomationSensor("analytics", target=analytics, incremental=False)
 
-    def make(policies: dict[str, dict] | None = None) -> Pair:
+    def make(policies: dict[str, dict] | None = None, full_evaluation_every=None) -> Pair:
+        """By default no periodic full evaluation: each test says which ticks evaluate."""
+        fast_sensor = AutopilotAutomationSensor(
+            "analytics", target=analytics, full_evaluation_every=full_evaluation_every
+        )
         defs = with_policies(project_defs, policies) if policies else project_defs
         return Pair(
             SensorTicker(defs, instance, MONDAY_1AM, sensor=fast_sensor),
@@ -225,6 +229,78 @@ def test_the_cursor_reads_as_dagsters_and_an_older_one_evaluates(pair):
     assert quiet_tick.read_state(ticks.full.cursor) is None
     ticks.fast.cursor = ticks.full.cursor
     assert ticks.evaluated_tick() == set()
+    ticks.quiet_tick()
+
+
+# --- Busy ticks ---------------------------------------------------------------------------------
+
+
+def evaluated(ticker: SensorTicker) -> set[str]:
+    """The assets the ticker's latest tick evaluated: their cursors carry the tick's time."""
+    cursor = read_sensor_cursor(ticker.cursor, ticker.defs.resolve_asset_graph())
+    return {
+        c.key.to_user_string()
+        for c in cursor.previous_condition_cursors
+        if c.effective_timestamp == ticker.now.timestamp()
+    }
+
+
+def test_a_busy_tick_evaluates_only_what_its_events_can_affect(pair):
+    ticks = pair()
+    ticks.settle()
+    ticks.quiet_tick()
+    ticks.fast.simulate_run({"raw_customers"})
+    assert ticks.evaluated_tick() == {"stg_customers"}
+    # The seed, its child, and the table that reads it through that view.
+    assert evaluated(ticks.fast) == {"raw_customers", "stg_customers", "customer_orders"}
+    assert evaluated(ticks.full) == set(ANALYTICS_ASSETS)
+    ticks.fast.run_requested({"stg_customers"})
+    assert ticks.evaluated_tick() == set()
+    assert evaluated(ticks.fast) == {"stg_customers", "customer_orders"}, "built, and its reader"
+    ticks.quiet_tick()
+
+
+def test_a_busy_tick_evaluates_the_readers_of_what_it_requests(pair):
+    # On change all the way down: a seed update is requested through both tables in one tick.
+    ticks = pair({"customer_orders": {"cron": None}, "customer_segments": {"cron": None}})
+    ticks.settle()
+    ticks.quiet_tick()
+    ticks.fast.simulate_run({"raw_customers"})
+    changed = {"stg_customers", "customer_orders", "customer_segments"}
+    assert ticks.evaluated_tick() == changed
+    # customer_segments reads no touched asset: it is evaluated because its parent is requested.
+    assert evaluated(ticks.fast) == {"raw_customers", *changed}
+
+
+def test_a_busy_tick_keeps_the_state_of_the_assets_it_does_not_evaluate(pair):
+    ticks = pair()
+    ticks.settle()
+    ticks.quiet_tick(until(ticks, 5, 58))
+    ticks.fast.simulate_run({"raw_orders"})
+    assert ticks.evaluated_tick() == {"stg_orders"}
+    assert "customer_segments" not in evaluated(ticks.fast)
+    ticks.fast.run_requested({"stg_orders"})
+    assert ticks.evaluated_tick() == set()
+    ticks.quiet_tick()  # 05:59:30
+    # The cron tick evaluates every asset; the unevaluated ones still had their state.
+    tables = ticks.evaluated_tick()
+    assert {"customer_orders", "daily_revenue", "customer_segments"} <= tables
+    assert evaluated(ticks.fast) == set(ANALYTICS_ASSETS)
+
+
+def test_every_asset_is_evaluated_at_least_every_ten_minutes(pair):
+    ticks = pair(full_evaluation_every=10 * MINUTE)
+    ticks.settle()
+    ticks.quiet_tick(4 * MINUTE)
+    ticks.fast.simulate_run({"raw_customers"})
+    ticks.evaluated_tick(4 * MINUTE)
+    assert evaluated(ticks.fast) == {"raw_customers", "stg_customers", "customer_orders"}
+    ticks.fast.run_requested({"stg_customers"})
+    ticks.evaluated_tick()
+    ticks.quiet_tick()
+    # 10 minutes after the last full evaluation (the settling ticks at 01:00:30 and 01:01:00).
+    ticks.evaluated_tick(2 * MINUTE)
+    assert evaluated(ticks.fast) == set(ANALYTICS_ASSETS)
     ticks.quiet_tick()
 
 
