@@ -1,4 +1,4 @@
-"""The automation conditions the library assigns: Dagster's built-in operands plus five of our own.
+"""The automation conditions the library assigns: Dagster's built-in operands plus six of our own.
 
 Every automated asset gets one trigger AND its guards (`PolicyConditions`). The trigger says the
 asset should be built (it is stale, its cron tick passed, it expired); each guard may hold it back
@@ -6,8 +6,8 @@ asset should be built (it is stale, its cron tick passed, it expired); each guar
 name from `labels.py`, which the audit and the status read back.
 
 The freshness, quiet-hours and backoff guardrails (`guardrails.py`), the upstream operand
-(`upstream.py`) and the code-change operand (`code_change.py`) are custom conditions, so the
-sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
+(`upstream.py`), the code-change operand (`code_change.py`) and the run-in-progress operand
+(`in_progress.py`) are custom conditions, so the sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
 shaped as it is.
 """
 
@@ -19,6 +19,7 @@ import dagster as dg
 from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.code_change import CodeChangeUnbuilt
 from dagster_autopilot.automation.guardrails import BackoffAllows, Expired, OutsideQuietHours
+from dagster_autopilot.automation.in_progress import PlannedInActiveRun
 from dagster_autopilot.automation.policy import AutomationPolicy
 from dagster_autopilot.automation.upstream import UpstreamUpdated
 
@@ -27,9 +28,15 @@ AC = dg.AutomationCondition
 
 # --- Guards -----------------------------------------------------------------------------------
 
+# Dagster's `in_progress()`, its run half read with one query per tick rather than one per asset
+# (see in_progress.py).
+IN_PROGRESS = (PlannedInActiveRun() | AC.backfill_in_progress()).with_label("in_progress")
+
 # Requests wait while this asset or a parent is being built (queued runs included): a second run
 # would overlap the first, and a child built before its parent finishes would read stale data.
-NOT_BUSY = (~AC.in_progress() & ~AC.any_deps_in_progress()).with_label(labels.NOT_BUSY)
+NOT_BUSY = (
+    ~IN_PROGRESS & ~AC.any_deps_match(IN_PROGRESS).with_label("any_deps_in_progress")
+).with_label(labels.NOT_BUSY)
 
 # A missing parent would make the build fail; it is built first (or in the same run).
 PARENTS_PRESENT = (~AC.any_deps_missing()).with_label(labels.PARENTS_PRESENT)

@@ -91,6 +91,7 @@ _SETTLED = frozenset(
         "CronTickPassedCondition",
         "CodeChangeUnbuilt",
         "UpstreamUpdated",
+        "PlannedInActiveRun",
         BackoffAllows.__name__,
         Expired.__name__,
         OutsideQuietHours.__name__,

@@ -92,6 +92,7 @@ _TIMELESS = frozenset(
         # asset until a time its evaluation reports (`_backoff_ends`).
         "CodeChangeUnbuilt",
         "UpstreamUpdated",
+        "PlannedInActiveRun",
         BackoffAllows.__name__,
     }
 )
