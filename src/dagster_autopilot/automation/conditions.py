@@ -7,8 +7,8 @@ name from `labels.py`, which the audit and the status read back.
 
 The freshness, quiet-hours and backoff guardrails (`guardrails.py`), the upstream operand
 (`upstream.py`), the code-change operand (`code_change.py`) and the run-in-progress operand
-(`in_progress.py`) are custom conditions, so the sensors evaluate in the user-code server. Each named piece carries a comment that says why it is
-shaped as it is.
+(`in_progress.py`) are custom conditions, so the sensors evaluate in the user-code server. Each
+named piece carries a comment that says why it is shaped as it is.
 """
 
 import functools
