@@ -13,6 +13,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-xdist (`-n`, see pyproject.toml) hands each group of tests to one worker. The
+    # production tests share one PostgreSQL database and one deployment (session fixtures), so they
+    # form one group; every other test file is a group of its own, so that its module fixtures
+    # (a dbt build, a batch of `dg check defs`) run once.
+    for item in items:
+        production = "production" in item.path.relative_to(config.rootpath).parts
+        group = "production" if production else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Every test gets its own DuckDB file; dbt reads the path from the environment.
