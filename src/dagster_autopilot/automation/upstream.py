@@ -22,6 +22,7 @@ chains that costs more than the rest of the tick at 1,000 assets; this single no
 small.
 """
 
+import weakref
 from dataclasses import dataclass
 
 import dagster as dg
@@ -36,11 +37,24 @@ UPDATED_UPSTREAM = "updated_upstream"
 _UPDATED_SHOWN = 10
 
 
-def upstream_keys(asset_graph, key: dg.AssetKey) -> set[dg.AssetKey]:
+# Per asset graph (one per load of the definitions): each asset's upstream keys, read on every
+# evaluation of every asset.
+_upstream_cache: "weakref.WeakKeyDictionary[object, dict[dg.AssetKey, frozenset]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def upstream_keys(asset_graph, key: dg.AssetKey) -> frozenset[dg.AssetKey]:
     """The view parents of `key`, and the real assets behind its chains of views."""
-    node = asset_graph.get(key)
-    views = {parent for parent in node.parent_entity_keys if asset_graph.get(parent).is_virtual}
-    return views | set(asset_graph.get_non_virtual_ancestor_keys(key))
+    try:
+        cached = _upstream_cache.setdefault(asset_graph, {})
+    except TypeError:  # an asset graph that takes no weak reference: computed every time
+        cached = {}
+    if key not in cached:
+        node = asset_graph.get(key)
+        views = {parent for parent in node.parent_entity_keys if asset_graph.get(parent).is_virtual}
+        cached[key] = frozenset(views | set(asset_graph.get_non_virtual_ancestor_keys(key)))
+    return cached[key]
 
 
 @dataclass(frozen=True)
