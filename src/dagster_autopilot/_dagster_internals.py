@@ -178,6 +178,12 @@ def narrow_evaluation(evaluation_context: Any, keys_for: Callable[[Any], Any]) -
     evaluator.entity_keys = keys_for(evaluator.request_subsets_by_key)
 
 
+def prefetch_asset_records(evaluation_context: Any, keys: Any) -> None:
+    """Reads the asset records of `keys` in one batch into the tick's cache, which every
+    operand of the tick reads from; Dagster's evaluator exposes its queryer only as a member."""
+    evaluation_context._evaluator.instance_queryer.prefetch_asset_records(keys)
+
+
 def keep_condition_cursors(new_cursor: Any, previous_cursor: Any, keys: Any) -> Any:
     """`new_cursor`, with `previous_cursor`'s per-asset state for `keys`.
 
@@ -284,6 +290,7 @@ __all__ = [
     "evaluated_entity_keys",
     "keep_condition_cursors",
     "narrow_evaluation",
+    "prefetch_asset_records",
     "sensor_constructor_arguments",
     "set_sensor_evaluation",
     "store_sensor_cursor",

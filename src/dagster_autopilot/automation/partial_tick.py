@@ -110,6 +110,10 @@ class Scope:
     candidates: frozenset
     reads: Mapping
     """Each targeted entity's inputs: its parents and the assets behind its views."""
+    prefetch: frozenset
+    """The assets whose records the tick reads first: the candidates, the entities that read
+    them, and what each of those reads. Dagster prefetches only the evaluated assets and their
+    parents; `UpstreamUpdated` also reads the assets behind views, one query per asset otherwise."""
 
 
 def scope_of(
@@ -140,7 +144,14 @@ def scope_of(
         previous = cursor.get_previous_condition_cursor(key)
         if previous is None or not previous.previous_requested_subset.is_empty:
             candidates.add(key)
-    return Scope(frozenset(candidates & targeted), reads)
+    candidates &= targeted
+    evaluated = candidates | {reader for key in candidates for reader in readers.get(key, ())}
+    prefetch = evaluated | {i for key in evaluated for i in reads.get(key, ())}
+    return Scope(
+        frozenset(candidates),
+        reads,
+        frozenset(key for key in prefetch if isinstance(key, dg.AssetKey)),
+    )
 
 
 def touched_since(instance: dg.DagsterInstance, after_storage_id: int) -> set:

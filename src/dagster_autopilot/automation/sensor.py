@@ -125,6 +125,7 @@ def evaluate_sensor_tick(
         internals.narrow_evaluation(
             evaluation_context, lambda requests: partial_tick.EvaluatedKeys(scope, requests)
         )
+        internals.prefetch_asset_records(evaluation_context, scope.prefetch)
     captured = internals.capture_evaluation_results(evaluation_context)
     run_requests, new_cursor, evaluations = evaluation_context.evaluate()
     results = captured[0] if captured else []
