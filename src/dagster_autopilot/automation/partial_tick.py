@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dagster_autopilot.automation.guardrails import BackoffAllows, Expired, OutsideQuietHours
+from dagster_autopilot.automation import quiet_tick
+from dagster_autopilot.automation.guardrails import Expired, OutsideQuietHours
 from dagster_autopilot.automation.upstream import upstream_keys
 
 E = dg.DagsterEventType
@@ -63,40 +64,23 @@ _RUN_EVENTS = (
 _PLAN_EVENTS = {E.ASSET_MATERIALIZATION_PLANNED, E.ASSET_CHECK_EVALUATION_PLANNED}
 
 # Conditions whose value, for an asset with no new event on it or on what it reads, not requested
-# on its previous evaluation, and with no time boundary passed, is what it was on that evaluation.
-# Matched by class name; a condition with any other node is always evaluated in full. Left out on
-# purpose: `newly_true()`, `initial_evaluation()`, `code_version_changed()` and
-# `data_version_changed()` (true on one evaluation, false on the next with nothing new), and the
-# check operands (check events name the check, which this module maps, but no library condition
-# needs them).
-_SETTLED = frozenset(
-    {
-        "AndAutomationCondition",
-        "OrAutomationCondition",
-        "NotAutomationCondition",
-        "SinceCondition",
-        "AnyDepsCondition",
-        "AllDepsCondition",
-        "MissingAutomationCondition",
-        "NewlyRequestedCondition",
-        "NewlyUpdatedCondition",
-        "RunInProgressAutomationCondition",
-        "BackfillInProgressAutomationCondition",
-        "ExecutionFailedAutomationCondition",
-        "LatestRunExecutedWithRootTargetCondition",
-        "LatestRunExecutedWithTagsCondition",
-        # Under a deps operator (`any_deps_missing()`), whether a parent is requested on this
-        # tick: an asset that reads a parent requested on this tick is always evaluated.
-        "WillBeRequestedCondition",
-        "CronTickPassedCondition",
-        "CodeChangeUnbuilt",
-        "UpstreamUpdated",
-        "PlannedInActiveRun",
-        BackoffAllows.__name__,
-        Expired.__name__,
-        OutsideQuietHours.__name__,
-    }
-)
+# on its previous evaluation, and with no time boundary passed, is what it was on that evaluation:
+# the operands a quiet tick knows to change only with events (`quiet_tick.TIMELESS`) and the time
+# operands (a boundary makes the tick evaluate in full), less those true on one evaluation and
+# false on the next with nothing new, and the check operands (check events name the check, which
+# this module maps, but no library condition needs them). Matched by class name; a condition with
+# any other node is always evaluated in full. `WillBeRequestedCondition`, under a deps operator,
+# reads whether a parent is requested on this tick: an asset that reads a parent requested on this
+# tick is always evaluated.
+_SETTLED = (quiet_tick.TIMELESS | {quiet_tick.CRON, Expired.__name__, OutsideQuietHours.__name__}) - {
+    "NewlyTrueCondition",
+    "InitialEvaluationCondition",
+    "CodeVersionChangedCondition",
+    "DataVersionChangedCondition",
+    "AnyChecksCondition",
+    "AllChecksCondition",
+    "CheckResultCondition",
+}
 
 
 class _Unmapped(Exception):

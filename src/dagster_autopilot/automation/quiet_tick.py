@@ -60,7 +60,7 @@ _HEAD_BYTES = 4096
 # Conditions whose truth changes only with stored events, the definitions, or the previous tick's
 # requests and results: never with the clock alone (for an unpartitioned asset). Matched by class
 # name, so a Dagster release that renames one makes ticks evaluate rather than skip wrongly.
-_TIMELESS = frozenset(
+TIMELESS = frozenset(
     {
         # Dagster's operators and event-driven operands
         "AndAutomationCondition",
@@ -96,7 +96,7 @@ _TIMELESS = frozenset(
         BackoffAllows.__name__,
     }
 )
-_CRON = "CronTickPassedCondition"
+CRON = "CronTickPassedCondition"
 
 # The default time between two full evaluations, whatever the events say.
 FULL_EVALUATION_EVERY = datetime.timedelta(minutes=10)
@@ -262,9 +262,9 @@ def _time_kinds(condition: dg.AutomationCondition) -> list[dg.AutomationConditio
     while stack:
         node = stack.pop()
         name = type(node).__name__
-        if isinstance(node, Expired | OutsideQuietHours) or name == _CRON:
+        if isinstance(node, Expired | OutsideQuietHours) or name == CRON:
             found.append(node)
-        elif name not in _TIMELESS:
+        elif name not in TIMELESS:
             raise _Unbounded(f"no known time boundary for {name}")
         stack.extend(node.children)
     return found
