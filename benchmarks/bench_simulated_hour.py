@@ -1,6 +1,6 @@
 """One simulated hour of automation ticks: the library's sensors against the same hour under eager().
 
-    uv run python benchmarks/bench_simulated_hour.py --models 1000 --workdir /tmp/hour_work
+    uv run python benchmarks/bench_simulated_hour.py --models 1000 --workdir DIR
 
 Generates (or, with `--workdir`, reuses) and loads the `ours` project as `bench_tick.py` does, and
 splits its automated assets into `AutopilotAutomationSensor`s with the library's own split
