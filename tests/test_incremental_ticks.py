@@ -18,6 +18,7 @@ import pytest
 from dagster._core.test_utils import freeze_time
 from harness import ANALYTICS_ASSETS, MONDAY_1AM, SEEDS, VIEWS, SensorTicker, run_at_clock, with_policies
 
+from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation import quiet_tick
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.automation.status import read_sensor_cursor
@@ -302,6 +303,18 @@ def test_every_asset_is_evaluated_at_least_every_ten_minutes(pair):
     ticks.evaluated_tick(2 * MINUTE)
     assert evaluated(ticks.fast) == set(ANALYTICS_ASSETS)
     ticks.quiet_tick()
+
+
+def test_the_cursor_written_from_kept_state_is_the_one_dagster_writes(pair):
+    ticks = pair()
+    ticks.settle()
+    ticks.fast.simulate_run({"raw_customers"})
+    ticks.evaluated_tick()  # partial: most assets keep the state, and its JSON, they had
+    graph = ticks.fast.defs.resolve_asset_graph()
+    cursor = quiet_tick.read_cursor(ticks.fast.cursor, graph, "analytics")
+    assert cursor == read_sensor_cursor(ticks.fast.cursor, graph), "the object kept is the cursor"
+    written = quiet_tick._cursor_json(cursor, "analytics")  # the kept JSON of each asset's state
+    assert written == internals.serialize_asset_daemon_cursor(cursor)
 
 
 # --- A random history -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ it and `read_state` reads it; a cursor without it (an older one, or a reset) eva
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -165,15 +166,65 @@ class Watch:
 # --- The cursor --------------------------------------------------------------------------------
 
 
-def serialize_cursor(cursor, state: QuietState | None) -> str:
-    """Dagster's cursor as the sensor stores it, with `state` as an extra field when given."""
+def serialize_cursor(cursor, state: QuietState | None, sensor_name: str | None = None) -> str:
+    """Dagster's cursor as the sensor stores it, with `state` as an extra field when given.
+
+    With `sensor_name`, each asset's state is serialized once for as long as it is unchanged, and
+    `read_cursor` returns this very object when the sensor's next tick is handed the result.
+    """
     if state is None:
         return internals.asset_daemon_cursor_to_instigator_serialized_cursor(cursor)
-    text = internals.serialize_asset_daemon_cursor(cursor)
+    text = _cursor_json(cursor, sensor_name)
     if not text.startswith("{"):
         return internals.asset_daemon_cursor_to_instigator_serialized_cursor(cursor)
     text = f'{{"{FIELD}": {json.dumps(asdict(state))}, {text[1:]}'
-    return _ENVELOPE_VERSION + base64.b64encode(zlib.compress(text.encode())).decode()
+    serialized = _ENVELOPE_VERSION + base64.b64encode(zlib.compress(text.encode())).decode()
+    if sensor_name is not None:
+        _last_written[sensor_name] = (serialized, cursor)
+    return serialized
+
+
+def read_cursor(serialized_cursor: str | None, asset_graph, sensor_name: str):
+    """The cursor a tick of `sensor_name` is handed, read as Dagster reads it; the object itself
+    when it is the cursor this process last wrote for the sensor (a partial tick keeps most of it)."""
+    last = _last_written.get(sensor_name)
+    if last is not None and serialized_cursor == last[0]:
+        return last[1]
+    read = internals.asset_daemon_cursor_from_instigator_serialized_cursor
+    return read(serialized_cursor, asset_graph)
+
+
+# Reading and writing the whole cursor is most of a partial tick: every asset's state, a few
+# hundred of them per sensor, although the tick changed few of them. A code server ticks each
+# sensor from the cursor it wrote on the previous tick, so it keeps, per sensor, the last cursor
+# it wrote with its object, and the JSON of each asset's state (by object: the state of an asset
+# the tick did not evaluate is the same object as before).
+_last_written: dict[str, tuple[str, object]] = {}
+_state_json: dict[str, dict[int, tuple[object, str]]] = {}
+_CONDITION_CURSORS = '"previous_condition_cursors": []'
+
+
+def _cursor_json(cursor, sensor_name: str | None) -> str:
+    """`internals.serialize_asset_daemon_cursor(cursor)`, from the JSON of each asset's state kept
+    since the previous tick where the state is the same object."""
+    states = cursor.previous_condition_cursors
+    if sensor_name is None or not states:
+        return internals.serialize_asset_daemon_cursor(cursor)
+    shell = internals.serialize_asset_daemon_cursor(
+        dataclasses.replace(cursor, previous_condition_cursors=[])
+    )
+    if shell.count(_CONDITION_CURSORS) != 1:  # a format this module does not know: no shortcut
+        return internals.serialize_asset_daemon_cursor(cursor)
+    known = _state_json.get(sensor_name, {})
+    kept: dict[int, tuple[object, str]] = {}
+    for state in states:
+        entry = known.get(id(state))
+        if entry is None or entry[0] is not state:
+            entry = (state, internals.serialize_asset_daemon_cursor(state))
+        kept[id(state)] = entry
+    _state_json[sensor_name] = kept
+    listed = ", ".join(kept[id(state)][1] for state in states)
+    return shell.replace(_CONDITION_CURSORS, f'"previous_condition_cursors": [{listed}]')
 
 
 def read_state(serialized_cursor: str | None) -> QuietState | None:

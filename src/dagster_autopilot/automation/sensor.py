@@ -89,7 +89,7 @@ def evaluate_sensor_tick(
     state = quiet_tick.read_state(context.cursor) if watch is not None else None
     if state is not None and state.allows_skip(now, watch):
         return _quiet(sensor, context, state), TickSummary([])
-    cursor = internals.asset_daemon_cursor_from_instigator_serialized_cursor(context.cursor, asset_graph)
+    cursor = quiet_tick.read_cursor(context.cursor, asset_graph, sensor.name)
     evaluation_context = internals.AutomationTickEvaluationContext(
         evaluation_id=cursor.evaluation_id,
         instance=context.instance,
@@ -170,7 +170,7 @@ def evaluate_sensor_tick(
         )
     result = dg.SensorResult(
         run_requests=tagged,
-        cursor=quiet_tick.serialize_cursor(new_cursor, state_after),
+        cursor=quiet_tick.serialize_cursor(new_cursor, state_after, sensor.name),
         automation_condition_evaluations=evaluations,
     )
     return result, summary
