@@ -392,7 +392,9 @@ def report(args, rows: list[Row], differences, hour_seconds: float, loads, n_sen
     hour = [row for row in rows if row.phase == "hour"]
     measured = [row for row in hour if row.eager_cpu is not None]
     quiet_measured = [row.eager_cpu for row in measured if row.eager_quiet]
-    estimate = statistics.median(quiet_measured or [row.eager_cpu for row in measured])
+    sample = quiet_measured or [row.eager_cpu for row in measured]
+    # A short hour may measure no eager() tick at all: nothing to estimate the others from.
+    estimate = statistics.median(sample) if sample else float("nan")
     unmeasured = len(hour) - len(measured)
     ours_cpu = sum(row.ours.cpu for row in hour)
     eager_cpu = sum(row.eager_cpu for row in measured) + unmeasured * estimate
