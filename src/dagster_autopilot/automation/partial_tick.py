@@ -110,17 +110,14 @@ def scope_of(
 ) -> Scope | None:
     """The part of `targeted` a tick must evaluate, given the events after `after_storage_id` and
     the previous evaluation's `cursor`; None when every asset must be evaluated."""
-    reads = _reads(asset_graph, targeted, default_condition)
-    if reads is None:
+    inputs = _reads(asset_graph, targeted, default_condition)
+    if inputs is None:
         return None
+    reads, readers = inputs
     try:
         touched = touched_since(instance, after_storage_id)
     except _Unmapped:
         return None
-    readers: dict = {}
-    for key, inputs in reads.items():
-        for upstream in inputs:
-            readers.setdefault(upstream, set()).add(key)
     candidates = set(touched)
     for key in touched:
         candidates |= readers.get(key, set())
@@ -180,13 +177,13 @@ def _entities_of(event) -> set:
 
 # --- What each entity reads ----------------------------------------------------------------------
 
-# Per asset graph (one per load of the definitions): each targeted entity's inputs, or None when a
-# condition has an operand outside `_SETTLED`. Keyed by the targeted keys and the default
-# condition, since sensors split one graph between them.
+# Per asset graph (one per load of the definitions): each targeted entity's inputs and, inverted,
+# each asset's targeted readers; None when a condition has an operand outside `_SETTLED`. Keyed by
+# the targeted keys and the default condition, since sensors split one graph between them.
 _reads_cache: "weakref.WeakKeyDictionary[object, dict[tuple, tuple]]" = weakref.WeakKeyDictionary()
 
 
-def _reads(asset_graph, targeted: AbstractSet, default_condition) -> dict | None:
+def _reads(asset_graph, targeted: AbstractSet, default_condition) -> tuple[dict, dict] | None:
     try:
         cached = _reads_cache.setdefault(asset_graph, {})
     except TypeError:  # an asset graph that takes no weak reference: computed every tick
@@ -198,7 +195,7 @@ def _reads(asset_graph, targeted: AbstractSet, default_condition) -> dict | None
     return cached[key][1]
 
 
-def _compute_reads(asset_graph, targeted: frozenset, default_condition) -> dict | None:
+def _compute_reads(asset_graph, targeted: frozenset, default_condition) -> tuple[dict, dict] | None:
     settled: dict[int, bool] = {}
     reads = {}
     for key in targeted:
@@ -213,7 +210,11 @@ def _compute_reads(asset_graph, targeted: frozenset, default_condition) -> dict 
             reads[key] = frozenset({key.asset_key})
         else:
             reads[key] = frozenset(node.parent_entity_keys) | upstream_keys(asset_graph, key)
-    return reads
+    readers: dict = {}
+    for key, inputs in reads.items():
+        for upstream in inputs:
+            readers.setdefault(upstream, set()).add(key)
+    return reads, readers
 
 
 def _is_settled(condition: dg.AutomationCondition) -> bool:
