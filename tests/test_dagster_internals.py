@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from dagster_autopilot import _dagster_internals as internals
+from dagster_autopilot.automation.apply import policy_attributes
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -61,3 +62,28 @@ def test_the_private_members_used_exist():
     preparer = DagsterDbtProjectPreparer()
     assert internals.dbt_prepare_cli_args(preparer) == ["parse", "--quiet"]
     assert callable(preparer._invalidate_seeds_in_partial_parse)
+
+
+def test_a_shared_condition_is_snapshotted_once_as_dagster_snapshots_it():
+    def condition() -> dg.AutomationCondition:
+        return (dg.AutomationCondition.eager() & ~dg.AutomationCondition.in_progress()).with_label(
+            "shared"
+        )
+
+    expected = condition()
+    shared = internals.snapshot_once(condition())
+
+    first = shared.get_snapshot()
+    assert first == expected.get_snapshot()
+    assert shared.get_snapshot() is first
+    # Inside another tree it snapshots with that tree's ids, as Dagster does.
+    assert (shared | dg.AutomationCondition.missing()).get_snapshot() == (
+        expected | dg.AutomationCondition.missing()
+    ).get_snapshot()
+    assert shared == expected and hash(shared) == hash(expected)
+
+
+def test_the_condition_a_policy_puts_on_its_assets_is_snapshotted_once():
+    condition = policy_attributes({"cron": "0 6 * * *"}).automation_condition
+    assert condition is not None
+    assert condition.get_snapshot() is condition.get_snapshot()

@@ -259,6 +259,37 @@ def sensor_constructor_arguments(sensor: Any) -> dict[str, Any]:
     }
 
 
+class _SnapshotOnce:
+    """A condition's `get_snapshot`, computed once for the condition as a root (see
+    `snapshot_once`); a call for the condition inside another tree computes as Dagster does."""
+
+    def __init__(self, condition: Any):
+        self._condition = condition
+        self._root: Any = None
+
+    def __call__(self, *, parent_unique_id: str | None = None, index: int | None = None) -> Any:
+        compute = type(self._condition).get_snapshot
+        if parent_unique_id is not None or index is not None:
+            return compute(self._condition, parent_unique_id=parent_unique_id, index=index)
+        if self._root is None:
+            self._root = compute(self._condition)
+        return self._root
+
+
+def snapshot_once(condition: Any) -> Any:
+    """`condition`, whose snapshot as a root is computed once, however many assets share it.
+
+    Dagster snapshots the condition tree of every asset whose condition it cannot serialize (ours,
+    with the library's own operands), once per asset, each time it builds a code location's
+    snapshot (`dg check defs`, `dg dev`): at 5,000 models 150,000 tree nodes hashed, 1.6 s of a
+    `dg check defs`. A snapshot depends only on the tree, and the assets of one policy share one
+    condition object. No public hook exists, so the memo is set on the object, as an attribute that
+    shadows the method; condition equality (tuple equality) ignores it.
+    """
+    object.__setattr__(condition, "get_snapshot", _SnapshotOnce(condition))
+    return condition
+
+
 def dbt_project_copy_dir(component: Any, state_path: Path) -> Path:
     """Where a dagster-dbt `DbtProjectComponent` prepares its copy of the dbt project for
     `state_path`.
@@ -293,5 +324,6 @@ __all__ = [
     "prefetch_asset_records",
     "sensor_constructor_arguments",
     "set_sensor_evaluation",
+    "snapshot_once",
     "store_sensor_cursor",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from dagster_autopilot import _dagster_internals as internals
 from dagster_autopilot.automation import labels
 from dagster_autopilot.automation.conditions import condition_for
 from dagster_autopilot.automation.policy import AutomationPolicy, PolicyInput, as_policy
@@ -54,6 +55,8 @@ def _attributes_of(policy: AutomationPolicy) -> PolicyAttributes:
     if policy.priority is not None:
         metadata[PRIORITY_METADATA] = policy.priority
     condition = condition_for(policy)
+    if condition is not None:
+        condition = internals.snapshot_once(condition)
     mode = labels.OFF if condition is None else condition.get_label()
     return PolicyAttributes(condition, metadata, {AUTOMATION_TAG: mode})
 
