@@ -27,6 +27,10 @@ different one each time) are updated by a stand-in run in both instances, spread
 hour. After the hour, `--busy-repeats` busy ticks: 10 seeds updated at once, then one tick of each
 variant, then ticks until both settle.
 
+At N=5,000 a stand-in run costs about 0.1 s per asset built, and eager() requests thousands at
+once: `--runless-builds` instead records what a tick requested as runless materializations, parents
+first, at the simulated clock (about 0.01 s per asset); no run is then ever in progress or failed.
+
 CPU is `time.process_time()` around each variant's evaluation (never the runs). A full evaluation
 or an eager() tick costs seconds at N=1,000, so two options keep a long hour feasible, and the
 output says what was measured and what was estimated:
@@ -233,6 +237,11 @@ def main() -> None:
     parser.add_argument("--eager-sample", type=int, default=1, help="see above; 1: every tick")
     parser.add_argument("--full-sample", type=int, default=1, help="see above; 1: every tick")
     parser.add_argument("--no-full", action="store_true", help="skip the full evaluation")
+    parser.add_argument(
+        "--runless-builds",
+        action="store_true",
+        help="record what a tick requested as runless materializations instead of a stand-in run",
+    )
     parser.add_argument("--requests-out", type=Path, help="write the tick-by-tick table here")
     parser.add_argument(
         "--workdir", type=Path, help="where to generate; a project already there is reused"
@@ -270,7 +279,10 @@ def main() -> None:
     stand_in = stand_in_for(ours_assets, order)
 
     def build(instance: dg.DagsterInstance, keys, at: datetime.datetime) -> None:
-        if keys:
+        if keys and args.runless_builds:
+            with freeze_time(at):
+                materialize(instance, [key for key in order if key.to_user_string() in keys])
+        elif keys:
             with freeze_time(at):
                 dg.materialize(
                     [stand_in],
