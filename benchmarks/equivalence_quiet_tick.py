@@ -5,9 +5,9 @@ evaluating every asset on every tick, compared tick by tick. Exits 1 at the firs
 
     uv run python benchmarks/equivalence_quiet_tick.py --models 300 --hours 24
 
-Not a timing: the equivalence check of issue 18, too slow for the test suite (a dbt parse of the
-generated project, then a full evaluation per tick). Both sensors evaluate the same assets on one
-instance, each with its own cursor; an evaluation writes nothing, so both see the same history.
+Not a timing: the equivalence check, which `tests/test_equivalence_day.py` runs on 300 models over
+one day. Both sensors evaluate the same assets on one instance, each with its own cursor; an
+evaluation writes nothing, so both see the same history.
 Beside the generated `table: {cron: "0 6 * * *"}` policy, a tenth of the models each get a TTL,
 quiet hours, or a short backoff. Ticks are 30 s to 1 h apart; after each, what the tick requested
 runs (one run in ten fails), and now and then a seed is updated, a model's run fails or starts, a
@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -162,22 +164,21 @@ class Day:
         )
 
 
-def main() -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--models", type=int, default=300, help="synthetic dbt models")
-    parser.add_argument("--hours", type=float, default=24, help="simulated hours")
-    parser.add_argument("--seed", type=int, default=18, help="random seed of the history")
-    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
-    args = parser.parse_args()
+@dataclass
+class DayResult:
+    """How a simulated day went: ticks by how ours evaluated, and the first difference, if any."""
 
-    rng = random.Random(args.seed)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="equivalence_quiet_tick_"))
-    project = write_project(workdir / f"ours_{args.models}", args.models, "ours")
-    assets = with_guardrails(assets_of(load_project_defs(project)), rng)
-    started = time.perf_counter()
-    ticks = 0
-    kinds = {"skipped": 0, "partial": 0, "full": 0}
+    ticks: int = 0
+    kinds: dict[str, int] = field(default_factory=lambda: {"skipped": 0, "partial": 0, "full": 0})
+    difference: str | None = None
+
+
+def simulate_day(
+    assets, hours: float, rng: random.Random, report: Callable[[str], None] = print
+) -> DayResult:
+    """Ticks both sensors over `hours` of random history on a fresh instance; stops at the first
+    tick where their requests differ. `report` gets one line per tick."""
+    result = DayResult()
     with dg.instance_for_test() as instance:
         day = Day(assets, instance)
         graph = dg.Definitions(assets=assets).resolve_asset_graph()
@@ -185,7 +186,7 @@ def main() -> None:
         models = [k for k in day.order if k not in seeds]
         requested: list = []
         running: list[dg.DagsterRun] = []
-        while day.now < START + datetime.timedelta(hours=args.hours):
+        while day.now < START + datetime.timedelta(hours=hours):
             draw = rng.random()
             if requested:
                 day.run({dg.AssetKey.from_user_string(k) for s in requested for k in s}, draw < 0.1)
@@ -198,25 +199,51 @@ def main() -> None:
             elif draw < 0.3 and running:
                 instance.report_run_canceled(running.pop())
             elif draw < 0.32:
-                day.set_assets(with_code_version(day.assets, rng.choice(models), f"edit{ticks}"))
+                day.set_assets(with_code_version(day.assets, rng.choice(models), f"edit{result.ticks}"))
             ours, full, how = day.tick(rng.choice(ADVANCES))
-            ticks += 1
-            kinds[how] += 1
+            result.ticks += 1
+            result.kinds[how] += 1
             requested = full
-            print(
+            report(
                 f"{day.now:%a %H:%M:%S} {how:<8} "
-                f"requested {sum(len(s) for s in full)} in {len(full)} runs",
-                flush=True,
+                f"requested {sum(len(s) for s in full)} in {len(full)} runs"
             )
             if ours != full:
-                print(f"DIFFERENCE at {day.now}: incremental {ours}, full evaluation {full}")
-                sys.exit(1)
+                result.difference = f"at {day.now}: incremental {ours}, full evaluation {full}"
+                return result
+    return result
+
+
+def load_day_assets(project: Path, rng: random.Random) -> list[dg.AssetsDefinition]:
+    """The generated project's assets, loaded as `dg` loads them, with `GUARDRAILS` layered on."""
+    return with_guardrails(assets_of(load_project_defs(project)), rng)
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--models", type=int, default=300, help="synthetic dbt models")
+    parser.add_argument("--hours", type=float, default=24, help="simulated hours")
+    parser.add_argument("--seed", type=int, default=18, help="random seed of the history")
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="equivalence_quiet_tick_"))
+    project = write_project(workdir / f"ours_{args.models}", args.models, "ours")
+    assets = load_day_assets(project, rng)
+    started = time.perf_counter()
+    result = simulate_day(assets, args.hours, rng, report=lambda line: print(line, flush=True))
+    if result.difference is not None:
+        print(f"DIFFERENCE {result.difference}")
+        sys.exit(1)
+    kinds = result.kinds
     print()
     print(f"Command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(
-        f"{ticks} ticks over {args.hours} h at N={args.models}: the same requests on every tick; "
-        f"{kinds['skipped']} quiet ticks skipped, {kinds['partial']} partial, {kinds['full']} full "
-        f"({time.perf_counter() - started:.0f} s)"
+        f"{result.ticks} ticks over {args.hours} h at N={args.models}: the same requests on every "
+        f"tick; {kinds['skipped']} quiet ticks skipped, {kinds['partial']} partial, "
+        f"{kinds['full']} full ({time.perf_counter() - started:.0f} s)"
     )
 
 
