@@ -13,15 +13,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The longest groups of tests (minutes each), handed out first so that the workers finish close
+# together: xdist hands out groups in collection order (`--no-loadscope-reorder` in pyproject.toml).
+LONGEST_GROUPS_FIRST = ("production", "test_equivalence_day.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # pytest-xdist (`-n`, see pyproject.toml) hands each group of tests to one worker. The
     # production tests share one PostgreSQL database and one deployment (session fixtures), so they
     # form one group; every other test file is a group of its own, so that its module fixtures
     # (a dbt build, a batch of `dg check defs`) run once.
+    groups = {}
     for item in items:
         production = "production" in item.path.relative_to(config.rootpath).parts
-        group = "production" if production else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = "production" if production else item.path.name
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    rank = {group: index for index, group in enumerate(LONGEST_GROUPS_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
 
 
 @pytest.fixture(autouse=True)
