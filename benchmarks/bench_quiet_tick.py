@@ -55,7 +55,7 @@ class OurSensors:
     now: datetime.datetime = START
     cursors: dict[str, str | None] = field(default_factory=dict)
 
-    def tick(self, quiet_ticks: bool = True, advance: bool = True) -> tuple[float, list, int]:
+    def tick(self, incremental: bool = True, advance: bool = True) -> tuple[float, list, int]:
         """One tick of every sensor; returns its seconds, the requested keys and the skipped
         sensors. `advance=False` evaluates the latest tick again without keeping its cursors."""
         if advance:
@@ -69,7 +69,7 @@ class OurSensors:
             )
             start = time.perf_counter()
             result, _ = evaluate_sensor_tick(
-                sensor, context, evaluation_time=self.now, incremental=quiet_ticks
+                sensor, context, evaluation_time=self.now, incremental=incremental
             )
             seconds += time.perf_counter() - start
             skipped += result.skip_reason is not None
@@ -156,7 +156,7 @@ def main() -> None:
             seconds, requested, skipped = ours.tick()
             assert not requested, requested
             quiet["ours"].append(seconds)
-            full_seconds, full_requested, _ = ours.tick(quiet_ticks=False, advance=False)
+            full_seconds, full_requested, _ = ours.tick(incremental=False, advance=False)
             assert not full_requested, full_requested
             quiet["ours, quiet ticks off"].append(full_seconds)
             eager_seconds, eager_requested = eager.tick()
