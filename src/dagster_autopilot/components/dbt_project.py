@@ -1,5 +1,6 @@
 """CustomDbtComponent: a dbt project whose every asset keeps itself fresh, as the YAML says."""
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -54,6 +55,9 @@ DBT_PROJECT_RUN_TAG = "autopilot/dbt_project"
 CODE_VERSION_METADATA = "autopilot/code_version"
 
 logger = logging.getLogger(__name__)
+
+# Where Dagster reads an asset's links to its source files.
+CODE_REFERENCES_METADATA = "dagster/code_references"
 
 # Dagster's tags for an asset's kinds; a spec built from another's tags gets them from its kinds.
 _KIND_TAG_PREFIX = "dagster/kind/"
@@ -150,7 +154,12 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
 
     @cached_property
     def translator(self) -> DagsterDbtTranslator:
-        return _MemoizedTranslator(self, self.translation_settings)
+        # dagster-dbt's code references point into the copy of the project the state is prepared
+        # from; `get_asset_spec` links the user's own files instead (`_code_reference`).
+        settings = self.translation_settings
+        if settings is not None and settings.enable_code_references:
+            settings = dataclasses.replace(settings, enable_code_references=False)
+        return _MemoizedTranslator(self, settings)
 
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
@@ -187,6 +196,8 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
                     metadata[POLICY_METADATA] = (
                         f"{metadata[POLICY_METADATA]}; code version from the {source}"
                     )
+        if self._links_to_source and "original_file_path" in node:
+            metadata[CODE_REFERENCES_METADATA] = self._code_reference(spec.metadata, node)
         if self._column_aware:
             # The automation and the runs find the model's column shape through this metadata.
             metadata.update(register_shape(self._project_shapes(manifest), spec.key, unique_id))
@@ -196,6 +207,25 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
             # Virtual assets are a preview in 1.13; one warning per view would bury dg's output.
             warnings.simplefilter("ignore", dg.PreviewWarning)
             return spec.replace_attributes(**replaced, metadata={**spec.metadata, **metadata})
+
+    @property
+    def _links_to_source(self) -> bool:
+        return self.translation_settings is not None and self.translation_settings.enable_code_references
+
+    @cached_property
+    def _source_dir(self) -> Path:
+        return Path(self.dbt_project.project_dir).resolve()
+
+    def _code_reference(
+        self, metadata: Mapping[str, Any], node: Mapping[str, Any]
+    ) -> dg.CodeReferencesMetadataValue:
+        """The node's file in the user's dbt project (the UI's "open in editor" link): an edit of
+        the prepared copy, where dagster-dbt's link points, is overwritten by the next parse."""
+        existing = metadata.get(CODE_REFERENCES_METADATA)
+        references = list(existing.code_references) if existing is not None else []
+        path = self._source_dir / node["original_file_path"]
+        references.append(dg.LocalFileCodeReference(file_path=str(path)))
+        return dg.CodeReferencesMetadataValue(code_references=references)
 
     @property
     def _column_aware(self) -> bool:
