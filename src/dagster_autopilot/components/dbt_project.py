@@ -157,7 +157,7 @@ class CustomDbtComponent(ClearSchemaErrors, DbtProjectComponent):
         # dagster-dbt's code references point into the copy of the project the state is prepared
         # from; `get_asset_spec` links the user's own files instead (`_code_reference`).
         settings = self.translation_settings
-        if settings is not None and settings.enable_code_references:
+        if self._links_to_source:
             settings = dataclasses.replace(settings, enable_code_references=False)
         return _MemoizedTranslator(self, settings)
 
