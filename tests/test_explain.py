@@ -15,6 +15,7 @@ from harness import MONDAY_1AM, SEEDS, SensorTicker, run_at_clock, with_policies
 from typer.testing import CliRunner
 
 from dagster_autopilot import cli
+from dagster_autopilot._dagster_internals import InstigatorType, store_sensor_cursor
 from dagster_autopilot.automation.explain import Explanation, explain
 from dagster_autopilot.automation.sensor import AutopilotAutomationSensor
 from dagster_autopilot.automation.status import automation_status
@@ -28,43 +29,7 @@ def _shipped_sensor(defs: dg.Definitions) -> AutopilotAutomationSensor:
     return next(s for s in defs.sensors if isinstance(s, AutopilotAutomationSensor))
 
 
-def store_sensor_cursor(
-    instance: dg.DagsterInstance, sensor_name: str, cursor: str | None, running: bool = True
-) -> None:
-    """Stores `cursor` as the sensor's state, where the sensor daemon keeps it after a tick;
-    `running=False` stores it as stopped in the UI."""
-    from dagster._core.remote_origin import (
-        GrpcServerCodeLocationOrigin,
-        RemoteInstigatorOrigin,
-        RemoteRepositoryOrigin,
-    )
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        InstigatorType,
-        SensorInstigatorData,
-    )
-
-    origin = RemoteInstigatorOrigin(
-        RemoteRepositoryOrigin(
-            GrpcServerCodeLocationOrigin(host="localhost", port=4266, location_name="project"),
-            "__repository__",
-        ),
-        sensor_name,
-    )
-    data = SensorInstigatorData(cursor=cursor)
-    existing = instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
-    status = InstigatorStatus.RUNNING if running else InstigatorStatus.STOPPED
-    state = InstigatorState(origin, InstigatorType.SENSOR, status, data)
-    if existing is None:
-        instance.add_instigator_state(state)
-    else:
-        instance.update_instigator_state(state)
-
-
 def stored_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
-    from dagster._core.scheduler.instigation import InstigatorType
-
     states = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
     return next(s.instigator_data.cursor for s in states if s.name == sensor_name)
 
