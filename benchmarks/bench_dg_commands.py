@@ -51,7 +51,8 @@ CHECK_TARGET = 0.5
 LIST_TARGET = 1.1
 LIST_TARGET_AT_SCALE = 0.5
 SCALE_MODELS = 5000
-DEV_TARGET = 0.6
+# `dg dev` has a target on the seed project only; on synthetic projects its time is reported.
+DEV_TARGET_SEED_PROJECT = 0.6
 
 # Restores default SIGTERM/SIGINT handling, which background jobs here may inherit as ignored, then
 # becomes `dg dev`; the dev servers inherit the restored handlers.
@@ -295,6 +296,7 @@ def bench_dev(
     label: str,
     timeout: float,
     memory: dict[str, list[int]],
+    target: float | None,
 ) -> list[Samples]:
     """Alternates timed `dg dev` start-ups of both variants and of the floor project.
 
@@ -307,7 +309,7 @@ def bench_dev(
         _, seconds = time_dev(project, project / "dg_dev_warmup.log", timeout)
         print(f"  warm-up dg dev {variant}: loaded {seconds:.1f}s", flush=True)
     ui = Samples(f"{label}: `dg dev` until /server_info answers", None)
-    loaded = Samples(f"{label}: `dg dev` until the code location is loaded", DEV_TARGET)
+    loaded = Samples(f"{label}: `dg dev` until the code location is loaded", target)
     floor = Samples(
         f"{label}: `dg dev` of one trivial asset, no dbt component (the floor)",
         None,
@@ -375,7 +377,8 @@ def main() -> None:
     print(f"projects in {workdir}; {label}; repeats={args.repeats}", flush=True)
     memory: dict[str, list[int]] = {}
     if args.dev:
-        rows = bench_dev(projects, args.repeats, label, args.dev_timeout, memory)
+        dev_target = DEV_TARGET_SEED_PROJECT if args.seed_project else None
+        rows = bench_dev(projects, args.repeats, label, args.dev_timeout, memory, dev_target)
     else:
         at_scale = not args.seed_project and args.models >= SCALE_MODELS
         list_target = LIST_TARGET_AT_SCALE if at_scale else LIST_TARGET
