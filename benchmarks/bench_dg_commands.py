@@ -1,4 +1,4 @@
-"""Times `dg check defs`, `dg list defs`, `dg dev` start-up: CustomDbtComponent vs DbtProjectComponent.
+"""Times `dg check defs`, `dg list defs` (table and `--json`), `dg dev` start-up: ours vs plain.
 
     uv run python benchmarks/bench_dg_commands.py --models 1000 --repeats 3
     uv run python benchmarks/bench_dg_commands.py --seed-project --repeats 3
@@ -72,7 +72,7 @@ WORKSPACE_QUERY = (
 def bench_commands(
     projects: dict[Component, Path], repeats: int, label: str, list_target: float
 ) -> list[Samples]:
-    """Warms each variant once, then alternates timed `dg check defs` and `dg list defs` runs.
+    """Warms each variant once, then alternates timed `dg check defs`, `dg list defs` (and `--json`).
 
     Each turn ends with one `dg check defs` per variant right after an edit of one model's SQL (a
     comment appended), which re-parses in both; the next turn's commands then find nothing changed.
